@@ -5,11 +5,12 @@ The application factory builds the app from configuration and one blueprint per 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
-from server import health
+from server import health, pages
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -18,8 +19,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     ``test_config`` replaces configuration read from the environment, so tests can build an
     app without touching ``os.environ``.
     """
-    app = Flask(__name__, instance_relative_config=True)
+    root = Path(__file__).resolve().parent.parent
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(root / "templates"),
+        static_folder=str(root / "static"),
+    )
     if test_config is not None:
         app.config.update(test_config)
     app.register_blueprint(health.bp)
+    app.register_blueprint(pages.bp)
     return app

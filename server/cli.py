@@ -6,6 +6,7 @@ import click
 from flask.cli import FlaskGroup
 
 from server import create_app
+from server.demo import demo_command
 from server.emulator.cli import emulator_command
 
 
@@ -15,3 +16,4 @@ def main() -> None:
 
 
 main.add_command(emulator_command)
+main.add_command(demo_command)

@@ -6,6 +6,7 @@ developer's own ``ossgate emulator`` without clashing. Client helpers live in te
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import oss2
@@ -13,7 +14,24 @@ import pytest
 
 from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
-from tests.support import root_bucket
+from tests.support import CallbackReceiver, root_bucket
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests talk only to loopback: a proxy from the environment must not be used for it.
+
+    aliyunsdkcore sends through HTTP(S)_PROXY even for 127.0.0.1 (it skips no_proxy).
+    """
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ):
+        os.environ.pop(name, None)
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,.localhost"
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +55,10 @@ def fresh_emulator(tmp_path) -> Iterator[Emulator]:
 @pytest.fixture
 def bucket(emulator: Emulator) -> oss2.Bucket:
     return root_bucket(emulator)
+
+
+@pytest.fixture
+def callback_receiver() -> Iterator[CallbackReceiver]:
+    receiver = CallbackReceiver()
+    yield receiver
+    receiver.close()

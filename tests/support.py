@@ -63,3 +63,75 @@ def sts_bucket(emu: Emulator, creds: StsCredentials, auth_version: str = "v4") -
         auth_version=oss2.AUTH_VERSION_4 if auth_version == "v4" else oss2.AUTH_VERSION_1,
     )
     return oss2.Bucket(auth, emu.oss_endpoint, emu.config.bucket, region=emu.config.region_id)
+
+
+@dataclass
+class ReceivedCallback:
+    path: str  # raw request target, query included
+    headers: dict[str, str]
+    body: bytes
+
+
+class CallbackReceiver:
+    """A local HTTP server standing in for an application's callback endpoint.
+
+    It records every request and answers with ``status`` and ``body`` (JSON by default),
+    which tests change to make the callback fail.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.received: list[ReceivedCallback] = []
+        self.status = 200
+        self.body = b'{"Status": "OK"}'
+        self.content_type = "application/json"
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length", "0"))
+                receiver.received.append(
+                    ReceivedCallback(self.path, dict(self.headers.items()), self.rfile.read(length))
+                )
+                self.send_response(receiver.status)
+                self.send_header("Content-Type", receiver.content_type)
+                self.send_header("Content-Length", str(len(receiver.body)))
+                self.end_headers()
+                self.wfile.write(receiver.body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}/oss/callback"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/oss/callback"
+
+
+def callback_headers(params: dict, custom: dict[str, str] | None = None) -> dict[str, str]:
+    """The x-oss-callback(-var) headers for ``params`` (base64 JSON, as the SDKs send them)."""
+    import base64
+
+    headers = {"x-oss-callback": base64.b64encode(json.dumps(params).encode()).decode()}
+    if custom:
+        headers["x-oss-callback-var"] = base64.b64encode(json.dumps(custom).encode()).decode()
+    return headers

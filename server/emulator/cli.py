@@ -72,8 +72,8 @@ def emulator_command(
         emulator.start()
     except OSError as exc:
         raise click.ClickException(
-            f"cannot listen on {host}:{port} / {sts_port}: {exc.strerror or exc}. "
-            "Pick other ports with --port and --sts-port."
+            f"cannot listen on {host} (OSS port {port}, STS port {sts_port}): "
+            f"{exc.strerror or exc}. Pick free ports with --port and --sts-port."
         ) from None
     for name, value in emulator.settings().items():
         click.echo(f"{name}={value}")

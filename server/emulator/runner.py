@@ -6,6 +6,7 @@ the background). Port 0 picks a free port, which is how the tests run several at
 
 from __future__ import annotations
 
+import errno
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -22,10 +23,17 @@ from server.emulator.sts_app import create_sts_app
 from server.emulator.tokens import TokenAuthority
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Werkzeug's handler without a log line per request (the demo's terminal stays readable)."""
+class _Handler(WSGIRequestHandler):
+    """Werkzeug's handler, answering as ``Server: AliyunOSS`` like the real endpoints."""
 
-    def log_request(self, *args, **kwargs) -> None:  # noqa: D102
+    def version_string(self) -> str:
+        return "AliyunOSS"
+
+
+class _QuietHandler(_Handler):
+    """Without a log line per request, so the demo's terminal stays readable."""
+
+    def log_request(self, *args, **kwargs) -> None:
         pass
 
 
@@ -44,7 +52,7 @@ class Emulator:
         self.allow_remote_callbacks = allow_remote_callbacks
         self.callback_timeout = callback_timeout
         self.faults = FaultKnobs()
-        self._handler = _QuietHandler if quiet else WSGIRequestHandler
+        self._handler = _QuietHandler if quiet else _Handler
         self._servers: list[BaseWSGIServer] = []
         self._threads: list[threading.Thread] = []
         self.oss_app: OSSApp | None = None
@@ -56,21 +64,16 @@ class Emulator:
         signer = CallbackSigner.load_or_create(data_dir)
         store = BucketStore(data_dir, self.config.bucket)
 
-        sts_server = make_server(
-            self.config.host,
-            self.config.sts_port,
-            create_sts_app(self.config, authority, self.faults),
-            threaded=True,
-            request_handler=self._handler,
-        )
-        # The OSS app needs its own port for the public-key URL, so bind before building it.
-        oss_server = make_server(
-            self.config.host,
-            self.config.oss_port,
-            lambda environ, start_response: self.oss_app(environ, start_response),
-            threaded=True,
-            request_handler=self._handler,
-        )
+        sts_app = create_sts_app(self.config, authority, self.faults)
+        sts_server = self._bind(self.config.sts_port, sts_app)
+        try:
+            # The OSS app needs its own port for the public-key URL, so bind before building it.
+            oss_server = self._bind(
+                self.config.oss_port, lambda environ, start: self.oss_app(environ, start)
+            )
+        except OSError:
+            sts_server.server_close()
+            raise
         self.config = replace(
             self.config, oss_port=oss_server.server_port, sts_port=sts_server.server_port
         )
@@ -89,6 +92,15 @@ class Emulator:
             self._servers.append(server)
             self._threads.append(thread)
         return self
+
+    def _bind(self, port: int, app) -> BaseWSGIServer:
+        """Listen on ``port``; a busy port is an OSError naming it (werkzeug would exit)."""
+        try:
+            return make_server(
+                self.config.host, port, app, threaded=True, request_handler=self._handler
+            )
+        except SystemExit:
+            raise OSError(errno.EADDRINUSE, f"port {port} is already in use") from None
 
     def stop(self) -> None:
         for server in self._servers:

@@ -13,6 +13,7 @@ import os
 
 import oss2
 import pytest
+import requests
 from oss2.models import BucketCors, CorsRule
 
 from server.emulator.runner import Emulator
@@ -284,9 +285,10 @@ def test_bucket_info_and_location(emulator: Emulator) -> None:
     assert bucket.get_bucket_location().location == emulator.config.region
     assert bucket.get_bucket_info().name == emulator.config.bucket
     names = [
-        b.name for b in oss2.Service(
-        bucket.auth, emulator.oss_endpoint, region=emulator.config.region_id
-    ).list_buckets().buckets
+        b.name
+        for b in oss2.Service(bucket.auth, emulator.oss_endpoint, region=emulator.config.region_id)
+        .list_buckets()
+        .buckets
     ]
     assert names == [emulator.config.bucket]
 
@@ -321,3 +323,49 @@ def test_oversize_callback_params_refuse_the_upload(emulator: Emulator) -> None:
         bucket.put_object("cb/oversize.txt", b"x", headers={"x-oss-callback": encoded})
     assert refused.value.code == "InvalidArgument"
     assert not bucket.object_exists("cb/oversize.txt")
+
+
+def test_preflight_follows_the_bucket_rules(fresh_emulator: Emulator) -> None:
+    """A hand-made preflight, as Chromium sends it before an ali-oss PUT (the browser tests
+    show the same through a real browser)."""
+    bucket = root_bucket(fresh_emulator)
+    url = f"{fresh_emulator.oss_endpoint}/{fresh_emulator.config.bucket}/uploads/a.txt"
+    asked = {
+        "Origin": "http://app.example.com",
+        "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "authorization,content-type,x-oss-date",
+    }
+    assert requests.options(url, headers=asked, timeout=5).status_code == 403  # no rules yet
+
+    bucket.put_bucket_cors(
+        BucketCors(
+            [
+                CorsRule(
+                    allowed_origins=["http://app.example.com"],
+                    allowed_methods=["PUT", "GET"],
+                    allowed_headers=["*"],
+                    expose_headers=["ETag"],
+                )
+            ]
+        )
+    )
+    allowed = requests.options(url, headers=asked, timeout=5)
+    assert allowed.status_code == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://app.example.com"
+    assert "PUT" in allowed.headers["Access-Control-Allow-Methods"]
+    assert allowed.headers["Access-Control-Expose-Headers"] == "ETag"
+
+    other_origin = requests.options(url, headers={**asked, "Origin": "http://evil.test"}, timeout=5)
+    assert other_origin.status_code == 403
+    assert "Access-Control-Allow-Origin" not in other_origin.headers
+    other_method = requests.options(
+        url, headers={**asked, "Access-Control-Request-Method": "DELETE"}, timeout=5
+    )
+    assert other_method.status_code == 403
+    no_origin = requests.options(url, headers={"Access-Control-Request-Method": "PUT"}, timeout=5)
+    assert no_origin.status_code == 400
+
+    # Error responses carry CORS headers too, so the page can read why it was refused.
+    denied = requests.put(url, data=b"x", headers={"Origin": "http://app.example.com"}, timeout=5)
+    assert denied.status_code == 403
+    assert denied.headers["Access-Control-Allow-Origin"] == "http://app.example.com"
