@@ -87,7 +87,9 @@ class Emulator:
             callback_timeout=self.callback_timeout,
         )
         for server in (sts_server, oss_server):
-            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            )
             thread.start()
             self._servers.append(server)
             self._threads.append(thread)
