@@ -43,11 +43,11 @@ test: all chromium
 	$(BIN)/pytest
 
 lint: all
-	$(BIN)/ruff check server tests bench
-	$(BIN)/ruff format --check server tests bench
+	$(BIN)/ruff check server tests $(wildcard bench)
+	$(BIN)/ruff format --check server tests $(wildcard bench)
 
 format: all
-	$(BIN)/ruff format server tests bench
+	$(BIN)/ruff format server tests $(wildcard bench)
 
 bench: all
 	$(BIN)/python -m bench
