@@ -1,33 +1,104 @@
 """ossgate: let browsers upload straight to Alibaba Cloud OSS.
 
-The application factory builds the app from configuration and one blueprint per concern.
+The application factory reads and validates the configuration once, builds the parts the app
+is made of (token verifier, credential cache, limiter) and registers one blueprint per
+concern. Everything the app is made of can be read in ``create_app``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dotenv import dotenv_values
 from flask import Flask
+from flask_cors import CORS
 
-from server import health, pages
+from server import auth, dev_login, health, openapi, pages, token_api
+from server.callback_params import callback_options
+from server.config import ConfigError, Settings, load_settings
+from server.credential_cache import CredentialCache
+from server.destinations import default_destination
+from server.errors import register_error_handlers
+from server.identity import user_key
+from server.ratelimit import UserRateLimit
+from server.services import EXTENSION_KEY, Services
+from server.sts_client import AliyunStsClient, StsClient
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+def _environment() -> dict[str, str]:
+    """The process environment over a ``.env`` file in the working directory, if any."""
+    values = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+    values.update(os.environ)
+    return values
+
+
+def create_app(
+    test_config: Mapping[str, Any] | None = None, *, sts_client: StsClient | None = None
+) -> Flask:
     """Build the ossgate Flask application.
 
-    ``test_config`` replaces configuration read from the environment, so tests can build an
-    app without touching ``os.environ``.
+    Configuration comes from ``OSSGATE_*`` / ``ALIBABA_CLOUD_*`` variables (environment, then
+    ``.env``). ``test_config``, when given, is used *instead* of the environment (its other
+    keys, such as ``TESTING``, go to ``app.config``), so tests never depend on the machine's
+    variables. Raises ConfigError naming the variable when the configuration is unusable.
     """
-    root = Path(__file__).resolve().parent.parent
     app = Flask(
         __name__,
         instance_relative_config=True,
-        template_folder=str(root / "templates"),
-        static_folder=str(root / "static"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
     )
+    source = dict(test_config) if test_config is not None else _environment()
+    settings = load_settings(source)
     if test_config is not None:
-        app.config.update(test_config)
+        app.config.update(
+            {k: v for k, v in test_config.items() if not k.startswith(("OSSGATE_", "ALIBABA_"))}
+        )
+    app.config["OSSGATE"] = settings
+
+    register_error_handlers(app)
+    auth.init_app(app, settings)
+    dev_login.check_dev_login_config(settings)
+    destination = default_destination(settings)
+    _check_callback_fits(settings)
+    app.extensions[EXTENSION_KEY] = Services(
+        settings=settings,
+        destination=destination,
+        credentials=CredentialCache(
+            sts_client or AliyunStsClient(settings),
+            duration_seconds=settings.sts_duration_seconds,
+            refresh_margin_seconds=settings.sts_refresh_margin_seconds,
+            max_entries=settings.credential_cache_size,
+        ),
+        rate_limit=UserRateLimit(app, settings),
+    )
+    if settings.cors_origins:
+        CORS(
+            app,
+            resources={r"/api/*": {"origins": list(settings.cors_origins)}},
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After"],
+            max_age=600,
+        )
+
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(token_api.bp)
+    app.register_blueprint(openapi.bp)
+    if settings.dev_users:
+        app.register_blueprint(dev_login.bp)
     return app
+
+
+def _check_callback_fits(settings: Settings) -> None:
+    """Build the callback parameters once for the longest possible user key, at start."""
+    longest = user_key("x" * 64)
+    try:
+        callback_options(default_destination(settings), longest)
+    except ValueError as exc:
+        raise ConfigError(f"OSSGATE_CALLBACK_BODY / OSSGATE_CALLBACK_URL: {exc}") from None

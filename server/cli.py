@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import click
+from flask import Flask
 from flask.cli import FlaskGroup
 
 from server import create_app
+from server.config import ConfigError
 from server.demo import demo_command
 from server.emulator.cli import emulator_command
 
 
-@click.group(cls=FlaskGroup, create_app=create_app)
+def _app_for_cli() -> Flask:
+    """The app from the environment; a configuration problem is one clear line, no trace."""
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+@click.group(cls=FlaskGroup, create_app=_app_for_cli)
 def main() -> None:
     """ossgate: browser uploads straight to Alibaba Cloud OSS."""
 

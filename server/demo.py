@@ -1,22 +1,25 @@
 """``ossgate demo``: the whole thing on one machine, with no Aliyun account.
 
-Starts the emulator (STS + OSS) in the background of this process, points the app at it
-and serves the app in the foreground. Later steps (CORS rules for the page's origin, a demo
-login) are added here as those parts of ossgate land, so ``make demo`` keeps showing
-everything there is.
+Starts the emulator (STS + OSS) in this process, builds the app on the emulator's settings
+with a demo user, and serves it in the foreground. As more of ossgate lands (CORS rules for
+the page's origin, the callback receiver, the upload page) it joins here, so ``make demo``
+always shows everything there is.
 """
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import click
-from flask import current_app
-from flask.cli import with_appcontext
 from werkzeug.serving import run_simple
 
+from server import create_app
 from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "ossgate-demo"  # noqa: S105 - printed for the local demo login
 
 
 @click.command("demo")
@@ -27,14 +30,12 @@ from server.emulator.runner import Emulator
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Emulator data (default: <instance folder>/demo-emulator).",
+    default=Path("instance") / "demo-emulator",
+    show_default=True,
+    help="Where the emulator keeps the demo's objects.",
 )
-@with_appcontext
-def demo_command(host: str, port: int, oss_port: int, sts_port: int, data_dir: Path | None):
-    """Run the emulator and the app together, and print where to go."""
-    app = current_app._get_current_object()
-    data_dir = data_dir or Path(app.instance_path) / "demo-emulator"
+def demo_command(host: str, port: int, oss_port: int, sts_port: int, data_dir: Path) -> None:
+    """Run the emulator and the app together, with a demo login; print where to go."""
     emulator = Emulator(EmulatorConfig(oss_port=oss_port, sts_port=sts_port, data_dir=data_dir))
     try:
         emulator.start()
@@ -43,9 +44,26 @@ def demo_command(host: str, port: int, oss_port: int, sts_port: int, data_dir: P
             f"the emulator cannot listen on ports {oss_port}/{sts_port}: {exc.strerror or exc}. "
             "Stop what uses them or pass --oss-port and --sts-port."
         ) from None
+    app_url = f"http://{host}:{port}"
+    app = create_app(
+        {
+            **emulator.settings(),
+            "OSSGATE_JWT_SECRET": secrets.token_urlsafe(48),
+            "OSSGATE_DEV_USERS": f"{DEMO_USER}:{DEMO_PASSWORD}",
+            "OSSGATE_CORS_ORIGINS": app_url,
+        }
+    )
     app.config["EMULATOR_SETTINGS"] = emulator.settings()
     click.echo(f"Emulator: OSS {emulator.oss_endpoint}, STS {emulator.sts_endpoint}")
-    click.echo(f"ossgate demo: open http://{host}:{port}/  (Ctrl-C stops everything)")
+    click.echo(f"ossgate demo: open {app_url}/  and sign in as {DEMO_USER} / {DEMO_PASSWORD}")
+    click.echo("Try the API:")
+    click.echo(
+        f"  TOKEN=$(curl -s -X POST {app_url}/api/dev/login -H 'Content-Type: application/json' "
+        f'-d \'{{"username": "{DEMO_USER}", "password": "{DEMO_PASSWORD}"}}\' '
+        "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"token\"])')"
+    )
+    click.echo(f'  curl -s -X POST {app_url}/api/sts-token -H "Authorization: Bearer $TOKEN"')
+    click.echo("Ctrl-C stops everything.")
     try:
         # app.run() refuses to start inside the flask CLI; run_simple is what it would call.
         run_simple(host, port, app, threaded=True, use_reloader=False)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from server.emulator.config import EmulatorConfig
 from server.emulator.oss_errors import OSSError
 from server.emulator.principal import Principal
+from server.emulator.ram_policy import normalise_policy
 from server.emulator.tokens import TokenAuthority, TokenError
 
 #: OSS's text for an unknown key (help.aliyun.com, OSS error 0002-00000902).
@@ -24,7 +25,12 @@ def make_resolver(
     authority: TokenAuthority,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Callable[[str, str | None], Principal]:
-    """Build the CredentialResolver the signature verifiers call."""
+    """Build the CredentialResolver the signature verifiers call.
+
+    The role policy is checked once here, so a malformed one stops the emulator at start
+    instead of failing requests later.
+    """
+    role_policy = normalise_policy(config.effective_role_policy)
 
     def resolve(access_key_id: str, security_token: str | None) -> Principal:
         if access_key_id == config.access_key_id:
@@ -35,7 +41,7 @@ def make_resolver(
             session = authority.resolve(access_key_id, security_token, clock())
         except TokenError as exc:
             raise OSSError(exc.code, exc.message, OSSAccessKeyId=access_key_id) from None
-        policies = [config.effective_role_policy]
+        policies = [role_policy]
         if session.session_policy is not None:
             policies.append(session.session_policy)
         return Principal(

@@ -1,0 +1,358 @@
+"""Configuration: ``OSSGATE_*`` and ``ALIBABA_CLOUD_*`` variables, validated once at start.
+
+Every setting is read and checked here, when the app is built, so a missing or contradictory
+value stops the app with a message naming the variable instead of failing at request time.
+The result is one frozen ``Settings`` value kept in ``app.config["OSSGATE"]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+DEFAULT_STS_ENDPOINT = "sts.aliyuncs.com"
+DEFAULT_REGION = "oss-cn-hangzhou"
+DEFAULT_PREFIX = "uploads/{user}/"
+DEFAULT_MAX_UPLOAD_BYTES = 1024**3
+DEFAULT_DURATION_SECONDS = 3600
+#: AssumeRole's DurationSeconds range (STS API reference): 15 minutes up to the role's
+#: MaxSessionDuration, itself at most 12 hours.
+MIN_DURATION_SECONDS, MAX_DURATION_SECONDS = 900, 43200
+#: ali-oss refreshes credentials every 300 s by default (``refreshSTSTokenInterval``), so a
+#: credential handed out must live at least that long plus the time an upload request takes.
+DEFAULT_REFRESH_MARGIN_SECONDS = 600
+#: Default callback body: JSON with the OSS system variables and the owner's custom var.
+#: OSS substitutes each ``${…}`` as a JSON string (DESIGN.md §5, OSS "Callback" reference).
+DEFAULT_CALLBACK_BODY = (
+    '{"bucket":${bucket},"object":${object},"etag":${etag},"size":${size},'
+    '"mimeType":${mimeType},"imageInfo.height":${imageInfo.height},'
+    '"imageInfo.width":${imageInfo.width},"imageInfo.format":${imageInfo.format},'
+    '"uid":${x:uid}}'
+)
+CALLBACK_BODY_TYPES = ("application/json", "application/x-www-form-urlencoded")
+_JWT_SECRET_ALGORITHMS = {"HS256", "HS384", "HS512"}
+_JWT_KEY_ALGORITHMS = {
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+}  # fmt: skip
+_PREFIX_LITERAL = re.compile(r"^[A-Za-z0-9._/-]*$")
+_CONTENT_TYPE = re.compile(r"^(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or contradicts another; the message names it."""
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    """What goes into every upload's OSS callback (ali-oss ``options.callback``)."""
+
+    urls: tuple[str, ...]
+    host: str | None
+    body: str
+    body_type: str
+    sni: bool
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ossgate is configured with. Secrets are excluded from ``repr``."""
+
+    access_key_id: str
+    access_key_secret: str = field(repr=False)
+    sts_role_arn: str
+    sts_endpoint: str
+    sts_duration_seconds: int
+    sts_refresh_margin_seconds: int
+    sts_connect_timeout: float
+    sts_read_timeout: float
+    oss_bucket: str
+    oss_region: str
+    oss_endpoint: str | None
+    upload_prefix: str
+    max_upload_bytes: int
+    allowed_content_types: tuple[str, ...]
+    callback: CallbackSettings | None
+    callback_trusted_key_urls: tuple[str, ...]
+    jwt_secret: str | None = field(repr=False)
+    jwt_jwks_url: str | None
+    jwt_algorithms: tuple[str, ...]
+    jwt_audience: str | None
+    jwt_issuer: str | None
+    jwt_leeway_seconds: int
+    cors_origins: tuple[str, ...]
+    database_url: str | None
+    dev_users: Mapping[str, str] = field(repr=False)
+    rate_limit: str
+    rate_limit_storage_url: str
+    credential_cache_size: int
+
+    @property
+    def region_id(self) -> str:
+        """Region without ``oss-`` (``cn-hangzhou``), as STS and V4 signing name it."""
+        return self.oss_region.removeprefix("oss-")
+
+
+class _Reader:
+    """Reads variables from one mapping, collecting the names it was asked for."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return default
+        return value.strip()
+
+    def required(self, name: str, why: str) -> str:
+        value = self.text(name)
+        if value is None:
+            raise ConfigError(f"{name} is not set: {why}")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+    def items(self, name: str, separator: str = ",") -> tuple[str, ...]:
+        raw = self.text(name)
+        if raw is None:
+            return ()
+        return tuple(part.strip() for part in raw.split(separator) if part.strip())
+
+
+def _check_http_url(name: str, url: str, *, allow_http: bool = True) -> str:
+    parts = urlsplit(url)
+    schemes = ("http", "https") if allow_http else ("https",)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(f"{name} must be an {' or '.join(schemes)} URL, got {url!r}")
+    return url
+
+
+def _prefix_template(reader: _Reader) -> str:
+    template = reader.text("OSSGATE_UPLOAD_PREFIX", DEFAULT_PREFIX)
+    assert template is not None
+    literal = template.replace("{user}", "")
+    if template.count("{user}") != 1:
+        raise ConfigError(
+            "OSSGATE_UPLOAD_PREFIX must contain {user} exactly once, so every user gets a "
+            f"prefix of their own; got {template!r}"
+        )
+    if not template.endswith("/") or template.startswith("/"):
+        raise ConfigError(
+            f"OSSGATE_UPLOAD_PREFIX must end with '/' and not start with one; got {template!r}"
+        )
+    if not _PREFIX_LITERAL.match(literal) or "//" in template or ".." in template:
+        raise ConfigError(
+            "OSSGATE_UPLOAD_PREFIX may hold only letters, digits, '.', '_', '-' and '/' around "
+            f"{{user}} (no wildcards, '..' or '//'); got {template!r}"
+        )
+    return template
+
+
+def _content_types(reader: _Reader) -> tuple[str, ...]:
+    types = tuple(t.lower() for t in reader.items("OSSGATE_ALLOWED_CONTENT_TYPES")) or ("*/*",)
+    for value in types:
+        if not _CONTENT_TYPE.match(value) or value.startswith("*/") and value != "*/*":
+            raise ConfigError(
+                "OSSGATE_ALLOWED_CONTENT_TYPES must be a comma-separated list of types such as "
+                f"image/*, application/pdf or */*; {value!r} is not one"
+            )
+    return types
+
+
+def _callback(reader: _Reader) -> CallbackSettings | None:
+    urls = reader.items("OSSGATE_CALLBACK_URL", ";")
+    if not urls:
+        for dependent in ("OSSGATE_CALLBACK_BODY", "OSSGATE_CALLBACK_BODY_TYPE"):
+            if reader.text(dependent) is not None:
+                raise ConfigError(f"{dependent} is set but OSSGATE_CALLBACK_URL is not")
+        return None
+    if len(urls) > 5:
+        raise ConfigError("OSSGATE_CALLBACK_URL holds more than 5 URLs (OSS's limit)")
+    for url in urls:
+        _check_http_url("OSSGATE_CALLBACK_URL", url)
+    body_type = reader.text("OSSGATE_CALLBACK_BODY_TYPE", "application/json")
+    if body_type not in CALLBACK_BODY_TYPES:
+        raise ConfigError(
+            f"OSSGATE_CALLBACK_BODY_TYPE must be one of {', '.join(CALLBACK_BODY_TYPES)}"
+        )
+    default_body = DEFAULT_CALLBACK_BODY
+    if body_type != "application/json":
+        default_body = (
+            "bucket=${bucket}&object=${object}&etag=${etag}&size=${size}&mimeType=${mimeType}"
+            "&imageInfo.height=${imageInfo.height}&imageInfo.width=${imageInfo.width}"
+            "&imageInfo.format=${imageInfo.format}&uid=${x:uid}"
+        )
+    body = reader.text("OSSGATE_CALLBACK_BODY", default_body)
+    assert body is not None and body_type is not None
+    all_https = all(urlsplit(u).scheme == "https" for u in urls)
+    return CallbackSettings(
+        urls=urls,
+        host=reader.text("OSSGATE_CALLBACK_HOST"),
+        body=body,
+        body_type=body_type,
+        sni=reader.boolean("OSSGATE_CALLBACK_SNI", all_https),
+    )
+
+
+def _dev_users(reader: _Reader) -> dict[str, str]:
+    users: dict[str, str] = {}
+    for entry in reader.items("OSSGATE_DEV_USERS"):
+        name, sep, password = entry.partition(":")
+        if not sep or not name.strip() or not password:
+            raise ConfigError("OSSGATE_DEV_USERS must look like name:password,name2:password2")
+        users[name.strip()] = password
+    return users
+
+
+def _jwt(reader: _Reader) -> tuple[str | None, str | None, tuple[str, ...]]:
+    secret = reader.text("OSSGATE_JWT_SECRET")
+    jwks_url = reader.text("OSSGATE_JWT_JWKS_URL")
+    if secret and jwks_url:
+        raise ConfigError(
+            "OSSGATE_JWT_SECRET and OSSGATE_JWT_JWKS_URL are both set: choose one way to "
+            "verify bearer tokens"
+        )
+    if not secret and not jwks_url:
+        raise ConfigError(
+            "OSSGATE_JWT_SECRET or OSSGATE_JWT_JWKS_URL must be set, so bearer tokens can be "
+            "verified"
+        )
+    if secret is not None and len(secret.encode()) < 32:
+        raise ConfigError("OSSGATE_JWT_SECRET must be at least 32 bytes long (RFC 7518 §3.2)")
+    if jwks_url is not None:
+        _check_http_url("OSSGATE_JWT_JWKS_URL", jwks_url)
+    default = ("HS256",) if secret else ("RS256",)
+    algorithms = reader.items("OSSGATE_JWT_ALGORITHMS") or default
+    allowed = _JWT_SECRET_ALGORITHMS if secret else _JWT_KEY_ALGORITHMS
+    for algorithm in algorithms:
+        if algorithm not in allowed:
+            kind = "OSSGATE_JWT_SECRET" if secret else "OSSGATE_JWT_JWKS_URL"
+            raise ConfigError(
+                f"OSSGATE_JWT_ALGORITHMS: {algorithm!r} cannot be used with {kind} "
+                f"(allowed: {', '.join(sorted(allowed))})"
+            )
+    return secret, jwks_url, algorithms
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Validate ``env`` (the process environment, or a test's mapping) into Settings."""
+    r = _Reader(env)
+    role_arn = r.required("OSSGATE_STS_ROLE_ARN", "the RAM role whose rights uploads get")
+    if not re.fullmatch(r"acs:ram::\d+:role/[A-Za-z0-9._-]+", role_arn):
+        raise ConfigError(
+            "OSSGATE_STS_ROLE_ARN must look like acs:ram::<account id>:role/<role name>, "
+            f"got {role_arn!r}"
+        )
+    sts_endpoint = r.text("OSSGATE_STS_ENDPOINT", DEFAULT_STS_ENDPOINT)
+    assert sts_endpoint is not None
+    if "://" in sts_endpoint:
+        _check_http_url("OSSGATE_STS_ENDPOINT", sts_endpoint)
+    duration = r.integer(
+        "OSSGATE_STS_DURATION_SECONDS",
+        DEFAULT_DURATION_SECONDS,
+        MIN_DURATION_SECONDS,
+        MAX_DURATION_SECONDS,
+    )
+    margin = r.integer(
+        "OSSGATE_STS_REFRESH_MARGIN_SECONDS", min(DEFAULT_REFRESH_MARGIN_SECONDS, duration - 60),
+        60, MAX_DURATION_SECONDS,
+    )  # fmt: skip
+    if margin >= duration:
+        raise ConfigError(
+            "OSSGATE_STS_REFRESH_MARGIN_SECONDS must be shorter than "
+            f"OSSGATE_STS_DURATION_SECONDS ({margin} >= {duration})"
+        )
+    bucket = r.required("OSSGATE_OSS_BUCKET", "the bucket browsers upload to")
+    if not _BUCKET.match(bucket):
+        raise ConfigError(f"OSSGATE_OSS_BUCKET is not a valid bucket name: {bucket!r}")
+    region = r.text("OSSGATE_OSS_REGION", DEFAULT_REGION)
+    assert region is not None
+    if not re.fullmatch(r"oss-[a-z0-9-]+", region):
+        raise ConfigError(f"OSSGATE_OSS_REGION must look like oss-cn-hangzhou, got {region!r}")
+    oss_endpoint = r.text("OSSGATE_OSS_ENDPOINT")
+    if oss_endpoint is not None:
+        _check_http_url("OSSGATE_OSS_ENDPOINT", oss_endpoint)
+    trusted = r.items("OSSGATE_CALLBACK_TRUSTED_KEY_URLS")
+    for url in trusted:
+        _check_http_url("OSSGATE_CALLBACK_TRUSTED_KEY_URLS", url)
+    cors_origins = r.items("OSSGATE_CORS_ORIGINS")
+    for origin in cors_origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or parts.path):
+            raise ConfigError(
+                f"OSSGATE_CORS_ORIGINS entries must be origins like https://app.example.com "
+                f"(scheme, host, optional port; no path), got {origin!r}"
+            )
+    jwt_secret, jwks_url, algorithms = _jwt(r)
+    return Settings(
+        access_key_id=r.required(
+            "ALIBABA_CLOUD_ACCESS_KEY_ID", "the server's own AccessKey, used only to AssumeRole"
+        ),
+        access_key_secret=r.required(
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "the secret of ALIBABA_CLOUD_ACCESS_KEY_ID"
+        ),
+        sts_role_arn=role_arn,
+        sts_endpoint=sts_endpoint,
+        sts_duration_seconds=duration,
+        sts_refresh_margin_seconds=margin,
+        sts_connect_timeout=r.number("OSSGATE_STS_CONNECT_TIMEOUT", 3.0, 0.1, 60.0),
+        sts_read_timeout=r.number("OSSGATE_STS_READ_TIMEOUT", 5.0, 0.1, 60.0),
+        oss_bucket=bucket,
+        oss_region=region,
+        oss_endpoint=oss_endpoint,
+        upload_prefix=_prefix_template(r),
+        max_upload_bytes=r.integer(
+            "OSSGATE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1, 48_800 * 1024**3
+        ),
+        allowed_content_types=_content_types(r),
+        callback=_callback(r),
+        callback_trusted_key_urls=trusted,
+        jwt_secret=jwt_secret,
+        jwt_jwks_url=jwks_url,
+        jwt_algorithms=algorithms,
+        jwt_audience=r.text("OSSGATE_JWT_AUDIENCE"),
+        jwt_issuer=r.text("OSSGATE_JWT_ISSUER"),
+        jwt_leeway_seconds=r.integer("OSSGATE_JWT_LEEWAY_SECONDS", 30, 0, 300),
+        cors_origins=cors_origins,
+        database_url=r.text("OSSGATE_DATABASE_URL"),
+        dev_users=_dev_users(r),
+        rate_limit=r.text("OSSGATE_RATE_LIMIT", "60 per minute") or "60 per minute",
+        rate_limit_storage_url=r.text("OSSGATE_RATE_LIMIT_STORAGE_URL", "memory://") or "memory://",
+        credential_cache_size=r.integer("OSSGATE_CREDENTIAL_CACHE_SIZE", 10_000, 1, 10_000_000),
+    )

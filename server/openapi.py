@@ -1,0 +1,266 @@
+"""``/api/openapi.json``: an OpenAPI 3 description of the HTTP API.
+
+Written by hand next to the code it describes; a test compares it with the app's routes so
+an endpoint cannot be added without being described.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+bp = Blueprint("openapi", __name__)
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _error_response(description: str, retry_after: bool = False) -> dict:
+    response: dict = {
+        "description": description,
+        "content": {"application/json": {"schema": _ERROR}},
+    }
+    if retry_after:
+        response["headers"] = {
+            "Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}
+        }
+    return response
+
+
+_UNAUTHORIZED = _error_response("Missing, invalid or expired bearer token.")
+_TOKEN_RESPONSES = {
+    "401": _UNAUTHORIZED,
+    "429": _error_response("Too many credential requests for this user.", retry_after=True),
+    "500": _error_response("Server misconfigured (details in the server log)."),
+    "503": _error_response("STS unreachable or throttling.", retry_after=True),
+}
+
+_SCHEMAS: dict = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "Callback": {
+        "type": "object",
+        "description": "ali-oss options.callback",
+        "required": ["url", "body", "contentType", "callbackSNI", "customValue"],
+        "properties": {
+            "url": {"type": "string"},
+            "host": {"type": "string"},
+            "body": {"type": "string"},
+            "contentType": {
+                "type": "string",
+                "enum": ["application/json", "application/x-www-form-urlencoded"],
+            },
+            "callbackSNI": {"type": "boolean"},
+            "customValue": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "StsToken": {
+        "type": "object",
+        "required": [
+            "accessKeyId",
+            "accessKeySecret",
+            "stsToken",
+            "expiration",
+            "region",
+            "bucket",
+            "endpoint",
+            "secure",
+            "prefix",
+            "callback",
+            "limits",
+        ],
+        "properties": {
+            "accessKeyId": {"type": "string"},
+            "accessKeySecret": {"type": "string"},
+            "stsToken": {"type": "string"},
+            "expiration": {"type": "string", "format": "date-time"},
+            "region": {"type": "string"},
+            "bucket": {"type": "string"},
+            "endpoint": {"type": ["string", "null"]},
+            "secure": {"type": "boolean"},
+            "prefix": {"type": "string"},
+            "callback": {"oneOf": [{"$ref": "#/components/schemas/Callback"}, {"type": "null"}]},
+            "limits": {
+                "type": "object",
+                "required": ["maxBytes", "contentTypes"],
+                "properties": {
+                    "maxBytes": {"type": "integer"},
+                    "contentTypes": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },  # fmt: skip
+    "MobileStsToken": {
+        "type": "object",
+        "required": [
+            "StatusCode",
+            "AccessKeyId",
+            "AccessKeySecret",
+            "SecurityToken",
+            "Expiration",
+        ],
+        "properties": {
+            "StatusCode": {"type": "integer"},
+            "AccessKeyId": {"type": "string"},
+            "AccessKeySecret": {"type": "string"},
+            "SecurityToken": {"type": "string"},
+            "Expiration": {"type": "string", "format": "date-time"},
+        },
+    },  # fmt: skip
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string"},
+            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+}
+
+_TOKEN_OPERATION = {
+    "summary": "STS credentials for the caller's prefix, with callback parameters",
+    "security": [{"bearer": []}],
+    "parameters": [
+        {
+            "name": "format",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": ["mobile"]},
+            "description": "mobile: the Alibaba Cloud mobile SDK shape",
+        }
+    ],
+    "responses": {
+        "200": {
+            "description": "Credentials (Cache-Control: no-store)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/StsToken"},
+                            {"$ref": "#/components/schemas/MobileStsToken"},
+                        ]
+                    }
+                }
+            },
+        },
+        "400": _error_response("Unknown format."),
+        **_TOKEN_RESPONSES,
+    },
+}
+
+_PATHS: dict = {
+    "/api/sts-token": {"post": _TOKEN_OPERATION, "get": _TOKEN_OPERATION},
+    "/healthz": {
+        "get": {
+            "summary": "Liveness",
+            "responses": {
+                "200": {
+                    "description": "Up",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
+                    },
+                }
+            },
+        }
+    },
+    "/readyz": {
+        "get": {
+            "summary": "Readiness",
+            "responses": {
+                "200": {
+                    "description": "Ready",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
+                    },
+                },
+                "503": {
+                    "description": "Not ready",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
+                    },
+                },
+            },
+        }
+    },
+    "/api/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI 3 document"}},
+        }
+    },
+    "/": {
+        "get": {
+            "summary": "The upload page",
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+        }
+    },
+}
+
+_DEV_LOGIN = {
+    "post": {
+        "summary": "Demo login (only when OSSGATE_DEV_USERS is set)",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["username", "password"],
+                        "properties": {
+                            "username": {"type": "string", "maxLength": 256},
+                            "password": {"type": "string", "maxLength": 1024},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "A bearer token for the API",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["token", "expiresAt"],
+                            "properties": {
+                                "token": {"type": "string"},
+                                "expiresAt": {"type": "string", "format": "date-time"},
+                            },
+                        }
+                    }
+                },
+            },
+            "400": _error_response("Malformed request body."),
+            "401": _error_response("Unknown user or wrong password."),
+            "415": _error_response("The body is not JSON."),
+        },
+    }
+}
+
+
+def document() -> dict:
+    """The OpenAPI document for this app (the dev login only when it is enabled)."""
+    paths = dict(_PATHS)
+    if "dev_login" in current_app.blueprints:
+        paths["/api/dev/login"] = _DEV_LOGIN
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ossgate", "version": "0.1.0"},
+        "paths": paths,
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+@bp.get("/api/openapi.json")
+def openapi_json():
+    return jsonify(document())

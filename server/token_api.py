@@ -1,0 +1,95 @@
+"""``/api/sts-token``: short-lived upload credentials for the signed-in user.
+
+The JSON keys are the ones ali-oss's ``refreshSTSToken`` must return (``accessKeyId``,
+``accessKeySecret``, ``stsToken``), so a frontend can return this object from
+``refreshSTSToken`` as is and pass ``callback`` straight into ``put``/``multipartUpload``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from flask import Blueprint, jsonify, request
+
+from server.auth import current_user, require_user
+from server.errors import APIError
+from server.grants import UploadGrant, grant_upload
+from server.services import services
+from server.sts_client import StsConfigurationError, StsUnavailable
+
+log = logging.getLogger(__name__)
+bp = Blueprint("tokens", __name__, url_prefix="/api")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _browser_shape(grant: UploadGrant) -> dict:
+    settings = services().settings
+    endpoint = settings.oss_endpoint
+    return {
+        "accessKeyId": grant.credentials.access_key_id,
+        "accessKeySecret": grant.credentials.access_key_secret,
+        "stsToken": grant.credentials.security_token,
+        "expiration": _iso(grant.credentials.expiration),
+        "region": settings.oss_region,
+        "bucket": grant.destination.bucket,
+        "endpoint": endpoint,
+        "secure": not (endpoint or "").startswith("http://"),
+        "prefix": grant.prefix,
+        "callback": grant.callback,
+        "limits": {
+            "maxBytes": grant.destination.max_bytes,
+            "contentTypes": list(grant.destination.content_types),
+        },
+    }
+
+
+def _mobile_shape(grant: UploadGrant) -> dict:
+    """The Alibaba Cloud mobile SDKs' STS server shape (OSS "STS" mobile sample server)."""
+    return {
+        "StatusCode": 200,
+        "AccessKeyId": grant.credentials.access_key_id,
+        "AccessKeySecret": grant.credentials.access_key_secret,
+        "SecurityToken": grant.credentials.security_token,
+        "Expiration": _iso(grant.credentials.expiration),
+    }
+
+
+@bp.route("/sts-token", methods=["POST", "GET"])
+@require_user
+def sts_token():
+    """STS credentials confined to the caller's prefix, plus callback parameters and limits.
+
+    Query: ``format=mobile`` for the mobile SDK shape. Response: see DESIGN.md §3.
+    Errors: 401 (token), 429 (rate limit, with Retry-After), 503 (STS unreachable or
+    throttling, with Retry-After), 500 (server misconfigured; details only in the log).
+    """
+    shape = request.args.get("format", "browser")
+    if shape not in ("browser", "mobile"):
+        raise APIError(400, "invalid_request", "format must be 'mobile' or left out")
+    app_services = services()
+    with app_services.rate_limit.check():
+        try:
+            grant = grant_upload(
+                current_user().user, app_services.destination, app_services.credentials
+            )
+        except StsUnavailable as exc:
+            raise APIError(
+                503,
+                "sts_unavailable",
+                "Upload credentials cannot be issued right now; try again shortly.",
+                {"Retry-After": str(exc.retry_after)},
+            ) from None
+        except StsConfigurationError as exc:
+            log.error("STS refused AssumeRole (%s): check the server's configuration", exc.code)
+            raise APIError(
+                500, "internal_error", "Upload credentials cannot be issued (server error)."
+            ) from None
+    body = _mobile_shape(grant) if shape == "mobile" else _browser_shape(grant)
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response

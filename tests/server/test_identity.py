@@ -1,0 +1,99 @@
+"""No token subject can widen what its credentials reach (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from server.destinations import Destination
+from server.identity import InvalidSubject, user_key
+from server.session_policy import upload_policy
+
+SAFE_KEY = re.compile(r"[A-Za-z0-9._@-]+")
+DEST = Destination("default", "examplebucket", "uploads/{user}/", 1024, ("*/*",), None)
+HOSTILE = [
+    "*",
+    "a*",
+    "?",
+    "alice/../bob",
+    "../bob",
+    "..",
+    ".",
+    "alice/",
+    "/alice",
+    "a\x00b",
+    "a\nb",
+    "a b",
+    "${acs:CurrentTime}",
+    "alice%2f..%2fbob",
+    "ａｌｉｃｅ",
+    "x" * 65,
+    "-leading-dash",
+    "_looks_encoded",
+    "al?ce",
+    "\\windows\\path",
+]
+
+
+@pytest.mark.parametrize("subject", HOSTILE)
+def test_hostile_subjects_are_encoded_into_an_inert_key(subject: str) -> None:
+    key = user_key(subject).key
+    assert SAFE_KEY.fullmatch(key)
+    assert key.startswith("_")
+    assert ".." not in key
+
+
+@pytest.mark.parametrize("subject", ["alice", "bob.smith", "u-123", "alice@example.com", "A1"])
+def test_plain_subjects_are_kept(subject: str) -> None:
+    assert user_key(subject).key == subject
+
+
+@pytest.mark.parametrize("subject", ["", None, 42, "x" * 1025])
+def test_unusable_subjects_are_refused(subject: object) -> None:
+    with pytest.raises(InvalidSubject):
+        user_key(subject)
+
+
+def test_distinct_subjects_get_distinct_keys() -> None:
+    keys = {user_key(s).key for s in HOSTILE + ["alice", "bob"]}
+    assert len(keys) == len(HOSTILE) + 2
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(min_size=1, max_size=200))
+def test_no_subject_yields_a_resource_outside_its_own_prefix(subject: str) -> None:
+    user = user_key(subject)
+    prefix = DEST.prefix_for(user)
+    assert prefix == f"uploads/{user.key}/"
+    assert SAFE_KEY.fullmatch(user.key)
+    assert user.key not in (".", "..")
+    policy = json.loads(upload_policy(DEST.bucket, prefix))
+    (statement,) = policy["Statement"]
+    assert statement["Resource"] == [f"acs:oss:*:*:examplebucket/uploads/{user.key}/*"]
+    # Only the final '*' is a wildcard: nothing from the subject can add another.
+    assert statement["Resource"][0].count("*") == 3
+    assert "?" not in statement["Resource"][0]
+    name = user.role_session_name
+    assert 2 <= len(name) <= 32 and re.fullmatch(r"[A-Za-z0-9.@_-]+", name)
+
+
+def test_policy_builder_refuses_unsafe_prefixes() -> None:
+    for prefix in ("uploads/*/", "uploads/a?/", "uploads/../", "/uploads/a/", "uploads/a", "u//"):
+        with pytest.raises(ValueError, match="unsafe"):
+            upload_policy("examplebucket", prefix)
+
+
+def test_policy_is_least_privilege() -> None:
+    policy = json.loads(upload_policy("examplebucket", "uploads/alice/"))
+    (statement,) = policy["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == [
+        "oss:AbortMultipartUpload",
+        "oss:ListParts",
+        "oss:PutObject",
+    ]
+    assert len(upload_policy("examplebucket", "uploads/" + "x" * 64 + "/")) <= 2048

@@ -1,0 +1,289 @@
+"""``/api/sts-token`` end to end: JWT in, STS credentials out, proven with oss2 on the emulator."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import oss2
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from server import create_app
+from server.config import ConfigError
+from server.emulator.runner import Emulator
+from tests.server.tokens import SECRET, bearer, jwt_for
+from tests.support import StsCredentials, root_bucket, sts_bucket
+
+
+def app_config(emu: Emulator, **overrides: str) -> dict[str, str]:
+    return {
+        **emu.settings(),
+        "OSSGATE_JWT_SECRET": SECRET,
+        "OSSGATE_CALLBACK_URL": "http://127.0.0.1:5000/oss/callback",
+        "OSSGATE_CORS_ORIGINS": "http://app.test",
+        **overrides,
+    }
+
+
+@pytest.fixture
+def app(emulator: Emulator) -> Flask:
+    return create_app(app_config(emulator))
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def _credentials(body: dict) -> StsCredentials:
+    return StsCredentials(
+        body["accessKeyId"], body["accessKeySecret"], body["stsToken"], body["expiration"]
+    )
+
+
+def _token(client: FlaskClient, subject: str, path: str = "/api/sts-token") -> dict:
+    response = client.post(path, headers=bearer(jwt_for(subject)))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_token_response_shape(client: FlaskClient, emulator: Emulator) -> None:
+    response = client.post("/api/sts-token", headers=bearer(jwt_for("alice")))
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert body["accessKeyId"].startswith("STS.")
+    assert body["accessKeySecret"] and body["stsToken"]
+    assert body["expiration"].endswith("Z")
+    assert body["region"] == "oss-cn-hangzhou"
+    assert body["bucket"] == emulator.config.bucket
+    assert body["endpoint"] == emulator.oss_endpoint
+    assert body["secure"] is False
+    assert body["prefix"] == "uploads/alice/"
+    assert body["callback"] == {
+        "url": "http://127.0.0.1:5000/oss/callback",
+        "body": body["callback"]["body"],
+        "contentType": "application/json",
+        "callbackSNI": False,
+        "customValue": {"uid": "alice"},
+    }
+    assert "${object}" in body["callback"]["body"]
+    assert body["limits"] == {"maxBytes": 1024**3, "contentTypes": ["*/*"]}
+
+
+def test_credentials_write_only_under_the_users_prefix(
+    client: FlaskClient, emulator: Emulator
+) -> None:
+    bucket = sts_bucket(emulator, _credentials(_token(client, "alice")))
+    assert bucket.put_object("uploads/alice/photo.jpg", b"mine").status == 200
+    bucket.init_multipart_upload("uploads/alice/big.bin")  # multipart is PutObject too
+    for outside in (
+        "uploads/bob/photo.jpg",
+        "uploads/alicex/photo.jpg",
+        "uploads/alic",
+        "uploads/alice",
+        "photo.jpg",
+        "other/uploads/alice/photo.jpg",
+    ):
+        with pytest.raises(oss2.exceptions.AccessDenied):
+            bucket.put_object(outside, b"not mine")
+        assert not root_bucket(emulator).object_exists(outside)
+    with pytest.raises(oss2.exceptions.AccessDenied):
+        bucket.get_object("uploads/alice/photo.jpg")
+    with pytest.raises(oss2.exceptions.AccessDenied):
+        bucket.list_objects(prefix="uploads/alice/")
+    with pytest.raises(oss2.exceptions.AccessDenied):
+        bucket.delete_object("uploads/alice/photo.jpg")
+
+
+@pytest.mark.parametrize(
+    "subject", ["*", "bob/*", "alice/../bob", "..", "uploads/bob", "b?b", "bob\n", "${x}"]
+)
+def test_hostile_subjects_never_reach_other_prefixes(
+    client: FlaskClient, emulator: Emulator, subject: str
+) -> None:
+    body = _token(client, subject)
+    prefix = body["prefix"]
+    assert prefix.startswith("uploads/_") and prefix.count("/") == 2
+    bucket = sts_bucket(emulator, _credentials(body))
+    bucket.put_object(prefix + "ok.txt", b"own prefix works")
+    for victim in ("uploads/bob/x", "uploads/alice/x", "uploads/x", "x"):
+        with pytest.raises(oss2.exceptions.AccessDenied):
+            bucket.put_object(victim, b"escape")
+
+
+def test_mobile_shape(client: FlaskClient) -> None:
+    response = client.get("/api/sts-token?format=mobile", headers=bearer(jwt_for("alice")))
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert set(body) == {
+        "StatusCode",
+        "AccessKeyId",
+        "AccessKeySecret",
+        "SecurityToken",
+        "Expiration",
+    }
+    assert body["StatusCode"] == 200
+    assert body["AccessKeyId"].startswith("STS.")
+
+
+def test_unknown_format_is_a_clear_400(client: FlaskClient) -> None:
+    response = client.get("/api/sts-token?format=xml", headers=bearer(jwt_for("alice")))
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_request"
+
+
+def test_missing_token_is_401(client: FlaskClient) -> None:
+    response = client.post("/api/sts-token")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert set(response.get_json()["error"]) == {"code", "message"}
+
+
+def test_credentials_are_cached_per_user(client: FlaskClient, emulator: Emulator) -> None:
+    before = emulator.faults.snapshot()["assume_role_calls"]
+    first = _token(client, "cached-user")
+    second = _token(client, "cached-user")
+    assert first["accessKeyId"] == second["accessKeyId"]
+    assert emulator.faults.snapshot()["assume_role_calls"] - before == 1
+    other = _token(client, "another-user")
+    assert other["accessKeyId"] != first["accessKeyId"]
+    assert emulator.faults.snapshot()["assume_role_calls"] - before == 2
+
+
+@pytest.fixture
+def served_app(fresh_emulator: Emulator) -> Iterator[str]:
+    """The app on a real threaded server, so concurrent requests really are concurrent."""
+    server = make_server("127.0.0.1", 0, create_app(app_config(fresh_emulator)), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+def test_fifty_concurrent_first_requests_make_one_assume_role(
+    served_app: str, fresh_emulator: Emulator
+) -> None:
+    fresh_emulator.faults.update({"sts_latency_ms": 300})
+    token = jwt_for("crowd")
+
+    def ask(_: int) -> str:
+        response = requests.post(f"{served_app}/api/sts-token", headers=bearer(token), timeout=30)
+        assert response.status_code == 200
+        return response.json()["accessKeyId"]
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        keys = set(pool.map(ask, range(50)))
+    assert len(keys) == 1
+    assert fresh_emulator.faults.snapshot()["assume_role_calls"] == 1
+
+
+def test_sts_outage_with_nothing_cached_is_503(fresh_emulator: Emulator) -> None:
+    client = create_app(app_config(fresh_emulator)).test_client()
+    fresh_emulator.faults.update({"sts_mode": "throttle"})
+    response = client.post("/api/sts-token", headers=bearer(jwt_for("alice")))
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.get_json()["error"]["code"] == "sts_unavailable"
+
+    fresh_emulator.faults.update({"sts_mode": "down"})
+    response = client.post("/api/sts-token", headers=bearer(jwt_for("alice")))
+    assert response.status_code == 503
+    assert "Retry-After" in response.headers
+
+
+def test_sts_outage_keeps_serving_valid_cached_credentials(fresh_emulator: Emulator) -> None:
+    client = create_app(app_config(fresh_emulator)).test_client()
+    warm = _token(client, "alice")
+    fresh_emulator.faults.update({"sts_mode": "down"})
+    again = _token(client, "alice")
+    assert again["accessKeyId"] == warm["accessKeyId"]
+    assert client.post("/api/sts-token", headers=bearer(jwt_for("bob"))).status_code == 503
+
+
+def test_sts_configuration_error_is_a_generic_500_and_logged(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = app_config(
+        emulator, OSSGATE_STS_ROLE_ARN="acs:ram::1234567890123456:role/no-such-role"
+    )
+    client = create_app(config).test_client()
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/api/sts-token", headers=bearer(jwt_for("alice")))
+    assert response.status_code == 500
+    assert response.get_json()["error"]["code"] == "internal_error"
+    assert "EntityNotExist" not in response.get_data(as_text=True)
+    assert "EntityNotExist.Role" in caplog.text
+    assert emulator.config.access_key_secret not in caplog.text
+
+
+def test_rate_limit_per_user(emulator: Emulator) -> None:
+    client = create_app(app_config(emulator, OSSGATE_RATE_LIMIT="3 per minute")).test_client()
+    for _ in range(3):
+        assert client.post("/api/sts-token", headers=bearer(jwt_for("busy"))).status_code == 200
+    limited = client.post("/api/sts-token", headers=bearer(jwt_for("busy")))
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert set(limited.get_json()["error"]) == {"code", "message"}
+    # Another user has a budget of their own.
+    assert client.post("/api/sts-token", headers=bearer(jwt_for("calm"))).status_code == 200
+
+
+def test_cors_only_for_configured_origins(client: FlaskClient) -> None:
+    preflight = {
+        "Origin": "http://app.test",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    allowed = client.options("/api/sts-token", headers=preflight)
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://app.test"
+    other = client.options("/api/sts-token", headers={**preflight, "Origin": "http://evil.test"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_dev_login_exists_only_with_dev_users(emulator: Emulator) -> None:
+    without = create_app(app_config(emulator)).test_client()
+    assert (
+        without.post("/api/dev/login", json={"username": "a", "password": "b"}).status_code == 404
+    )
+    with_users = create_app(app_config(emulator, OSSGATE_DEV_USERS="demo:pw")).test_client()
+    login = with_users.post("/api/dev/login", json={"username": "demo", "password": "pw"})
+    assert login.status_code == 200
+    token = login.get_json()["token"]
+    body = with_users.post("/api/sts-token", headers=bearer(token)).get_json()
+    assert body["prefix"] == "uploads/demo/"
+
+
+def test_openapi_describes_every_route(emulator: Emulator) -> None:
+    app = create_app(app_config(emulator, OSSGATE_DEV_USERS="demo:pw"))
+    document = app.test_client().get("/api/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    described = {
+        (path, method.upper()) for path, ops in document["paths"].items() for method in ops
+    }
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert (rule.rule, method) in described, f"{method} {rule.rule} is not in the spec"
+
+
+def test_health_endpoints(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert json.loads(ready.data)["status"] == "ready"
+
+
+def test_a_callback_too_large_for_oss_stops_the_app_at_start(emulator: Emulator) -> None:
+    with pytest.raises(ConfigError, match="OSSGATE_CALLBACK_BODY"):
+        create_app(app_config(emulator, OSSGATE_CALLBACK_BODY="a=${object}&" + "x" * 6000))
