@@ -9,7 +9,7 @@ VENDOR := static/vendor/aliyun-oss-sdk.min.js
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all demo test lint format bench chromium emulator clean
+.PHONY: all demo test lint format bench wrk chromium postgresql emulator clean
 
 all: $(BIN)/ossgate $(VENDOR)
 
@@ -33,13 +33,19 @@ chromium:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
+# Debian's PostgreSQL server for the upload-records tests (they start their own cluster).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
+
 demo: all
 	$(BIN)/ossgate demo
 
 emulator: all
 	$(BIN)/ossgate emulator
 
-test: all chromium
+test: all chromium postgresql
 	$(BIN)/pytest
 
 lint: all
@@ -49,7 +55,13 @@ lint: all
 format: all
 	$(BIN)/ruff format server tests $(wildcard bench)
 
-bench: all
+# wrk (Debian) generates the load; benchmarks talk only to 127.0.0.1.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
+
+bench: all wrk
 	$(BIN)/python -m bench
 
 clean:

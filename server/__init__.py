@@ -16,7 +16,8 @@ from dotenv import dotenv_values
 from flask import Flask
 from flask_cors import CORS
 
-from server import auth, dev_login, health, openapi, pages, token_api
+from server import auth, callback_api, dev_login, health, openapi, pages, token_api, uploads_api
+from server.callback_keys import PublicKeyStore
 from server.callback_params import callback_options
 from server.config import ConfigError, Settings, load_settings
 from server.credential_cache import CredentialCache
@@ -24,6 +25,7 @@ from server.destinations import default_destination
 from server.errors import register_error_handlers
 from server.identity import user_key
 from server.ratelimit import UserRateLimit
+from server.records import UploadRecords, default_database_url, make_engine
 from server.services import EXTENSION_KEY, Services
 from server.sts_client import AliyunStsClient, StsClient
 
@@ -66,16 +68,21 @@ def create_app(
     dev_login.check_dev_login_config(settings)
     destination = default_destination(settings)
     _check_callback_fits(settings)
+    sts = sts_client or AliyunStsClient(settings)
+    database_url = settings.database_url or default_database_url(app.instance_path)
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         destination=destination,
+        sts_client=sts,
         credentials=CredentialCache(
-            sts_client or AliyunStsClient(settings),
+            sts,
             duration_seconds=settings.sts_duration_seconds,
             refresh_margin_seconds=settings.sts_refresh_margin_seconds,
             max_entries=settings.credential_cache_size,
         ),
-        rate_limit=UserRateLimit(app, settings),
+        rate_limit=UserRateLimit(settings),
+        records=UploadRecords(make_engine(database_url)),
+        key_store=PublicKeyStore(settings.callback_trusted_key_urls),
     )
     if settings.cors_origins:
         CORS(
@@ -89,6 +96,8 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(token_api.bp)
+    app.register_blueprint(uploads_api.bp)
+    app.register_blueprint(callback_api.bp)
     app.register_blueprint(openapi.bp)
     if settings.dev_users:
         app.register_blueprint(dev_login.bp)

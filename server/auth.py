@@ -25,6 +25,7 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -47,12 +48,17 @@ MAX_TOKEN_BYTES = 8 * 1024
 #: JWS compact serialisation: three base64url parts, the signature never empty.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _MAX_KID_LENGTH = 256
+_WHITESPACE = re.compile(r"\s")
 #: JWKS fetches: a short timeout so a slow identity provider cannot hold workers for long,
 #: and after a failed fetch, refuse for this long (and say so in Retry-After) rather than
 #: make every request wait on the same dead endpoint.
 JWKS_TIMEOUT_SECONDS = 3.0
 JWKS_RETRY_AFTER_SECONDS = 5
 JWKS_CACHE_SECONDS = 300
+#: Verified tokens are remembered this long at most (a revoked JWKS key stops working within
+#: a minute) and never past their own expiry; the cache holds this many tokens.
+VERIFIED_CACHE_SECONDS = 60
+VERIFIED_CACHE_SIZE = 10_000
 #: Which algorithms a key of each type can verify (RFC 7518 §3.1, RFC 8037).
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
@@ -151,9 +157,37 @@ class TokenVerifier:
             )
         else:
             raise ConfigError("OSSGATE_JWT_SECRET or OSSGATE_JWT_JWKS_URL must be set")
+        self._verified: OrderedDict[str, tuple[AuthenticatedUser, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def verify(self, token: str) -> AuthenticatedUser:
-        """Verify ``token`` and name its user; raises AuthError (401) or AuthUnavailable."""
+        """Verify ``token`` and name its user; raises AuthError (401) or AuthUnavailable.
+
+        A token that verified is remembered (bounded, at most ``VERIFIED_CACHE_SECONDS`` and
+        never past its ``exp`` + leeway), because the same token comes back on every
+        credential refresh and signature checks dominate a warm token request. Failures are
+        never remembered.
+        """
+        now = time.time()
+        with self._verified_lock:
+            hit = self._verified.get(token)
+            if hit is not None:
+                if hit[1] > now:
+                    self._verified.move_to_end(token)
+                    return hit[0]
+                del self._verified[token]
+        user = self._verify_uncached(token)
+        expires = user.claims.get("exp")
+        until = now + VERIFIED_CACHE_SECONDS
+        if isinstance(expires, int | float):
+            until = min(until, float(expires) + self._leeway)
+        with self._verified_lock:
+            self._verified[token] = (user, until)
+            if len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return user
+
+    def _verify_uncached(self, token: str) -> AuthenticatedUser:
         if len(token) > MAX_TOKEN_BYTES or not _COMPACT_JWS.fullmatch(token):
             raise _invalid("The bearer token is malformed.")
         if self._jwks is None:
@@ -280,7 +314,7 @@ def _bearer_token() -> str:
             error=None,
         )
     token = token.lstrip(" ")
-    if not token or len(token) > MAX_TOKEN_BYTES or any(c.isspace() for c in token):
+    if not token or len(token) > MAX_TOKEN_BYTES or _WHITESPACE.search(token):
         raise _invalid("The bearer token is malformed.")
     return token
 

@@ -8,8 +8,10 @@ from flask.cli import FlaskGroup
 
 from server import create_app
 from server.config import ConfigError
+from server.cors_cli import cors_group
 from server.demo import demo_command
 from server.emulator.cli import emulator_command
+from server.uploads_cli import uploads_group
 
 
 def _app_for_cli() -> Flask:
@@ -27,3 +29,5 @@ def main() -> None:
 
 main.add_command(emulator_command)
 main.add_command(demo_command)
+main.add_command(uploads_group)
+main.add_command(cors_group)

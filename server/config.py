@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from server.callback_keys import parse_key_url
+
 DEFAULT_STS_ENDPOINT = "sts.aliyuncs.com"
 DEFAULT_REGION = "oss-cn-hangzhou"
 DEFAULT_PREFIX = "uploads/{user}/"
@@ -29,7 +31,7 @@ DEFAULT_CALLBACK_BODY = (
     '{"bucket":${bucket},"object":${object},"etag":${etag},"size":${size},'
     '"mimeType":${mimeType},"imageInfo.height":${imageInfo.height},'
     '"imageInfo.width":${imageInfo.width},"imageInfo.format":${imageInfo.format},'
-    '"uid":${x:uid}}'
+    '"x:uid":${x:uid}}'
 )
 CALLBACK_BODY_TYPES = ("application/json", "application/x-www-form-urlencoded")
 _JWT_SECRET_ALGORITHMS = {"HS256", "HS384", "HS512"}
@@ -216,7 +218,7 @@ def _callback(reader: _Reader) -> CallbackSettings | None:
         default_body = (
             "bucket=${bucket}&object=${object}&etag=${etag}&size=${size}&mimeType=${mimeType}"
             "&imageInfo.height=${imageInfo.height}&imageInfo.width=${imageInfo.width}"
-            "&imageInfo.format=${imageInfo.format}&uid=${x:uid}"
+            "&imageInfo.format=${imageInfo.format}&x:uid=${x:uid}"
         )
     body = reader.text("OSSGATE_CALLBACK_BODY", default_body)
     assert body is not None and body_type is not None
@@ -310,7 +312,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         _check_http_url("OSSGATE_OSS_ENDPOINT", oss_endpoint)
     trusted = r.items("OSSGATE_CALLBACK_TRUSTED_KEY_URLS")
     for url in trusted:
-        _check_http_url("OSSGATE_CALLBACK_TRUSTED_KEY_URLS", url)
+        try:
+            parse_key_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"OSSGATE_CALLBACK_TRUSTED_KEY_URLS: {exc}") from None
     cors_origins = r.items("OSSGATE_CORS_ORIGINS")
     for origin in cors_origins:
         parts = urlsplit(origin)

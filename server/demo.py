@@ -15,6 +15,12 @@ import click
 from werkzeug.serving import run_simple
 
 from server import create_app
+from server.cors_admin import (
+    CorsAdminError,
+    admin_bucket,
+    apply_needed_rule,
+    load_admin_settings,
+)
 from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
 
@@ -45,16 +51,30 @@ def demo_command(host: str, port: int, oss_port: int, sts_port: int, data_dir: P
             "Stop what uses them or pass --oss-port and --sts-port."
         ) from None
     app_url = f"http://{host}:{port}"
+    settings = emulator.settings()
+    try:
+        # The same code path as `ossgate cors apply`, so the demo proves it too.
+        applied = apply_needed_rule(
+            admin_bucket(load_admin_settings(settings)), [app_url], backup_dir=None
+        )
+    except CorsAdminError as exc:
+        emulator.stop()
+        raise click.ClickException(
+            f"setting the emulator bucket's CORS rules failed: {exc}"
+        ) from None
     app = create_app(
         {
-            **emulator.settings(),
+            **settings,
             "OSSGATE_JWT_SECRET": secrets.token_urlsafe(48),
             "OSSGATE_DEV_USERS": f"{DEMO_USER}:{DEMO_PASSWORD}",
             "OSSGATE_CORS_ORIGINS": app_url,
+            "OSSGATE_CALLBACK_URL": f"{app_url}/oss/callback",
+            "OSSGATE_DATABASE_URL": f"sqlite:///{Path(data_dir).resolve() / 'demo-records.db'}",
         }
     )
     app.config["EMULATOR_SETTINGS"] = emulator.settings()
     click.echo(f"Emulator: OSS {emulator.oss_endpoint}, STS {emulator.sts_endpoint}")
+    click.echo(f"Bucket CORS: {applied.plan.summary()}")
     click.echo(f"ossgate demo: open {app_url}/  and sign in as {DEMO_USER} / {DEMO_PASSWORD}")
     click.echo("Try the API:")
     click.echo(

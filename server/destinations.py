@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.config import CallbackSettings, Settings
-from server.identity import UserKey
+from server.identity import UserKey, is_user_key
 
 DEFAULT_DESTINATION = "default"
 
@@ -32,6 +32,20 @@ class Destination:
         separator or traversal coming from the user.
         """
         return self.prefix_template.replace("{user}", user.key)
+
+    def owner_of(self, key: str) -> str | None:
+        """The user key whose prefix holds ``key``, or None when it is under no user's prefix.
+
+        This is how a callback's upload gets its owner: from the object key, which the
+        session policy forced under the uploader's prefix, never from client-supplied vars.
+        """
+        before, _, after = self.prefix_template.partition("{user}")
+        if not key.startswith(before):
+            return None
+        user, sep, rest = key[len(before) :].partition(after)
+        if not sep or not rest or not is_user_key(user):
+            return None
+        return user
 
     def allows_content_type(self, content_type: str) -> bool:
         """Whether a declared type is in the allowed list (``type/*`` covers its subtypes)."""

@@ -51,6 +51,14 @@ class UserKey:
         return name
 
 
+_ENCODED = re.compile(r"_[a-z2-7]{32}")
+
+
+def is_user_key(text: str) -> bool:
+    """Whether ``text`` is a key ``user_key`` can produce (plain or encoded form)."""
+    return bool(_ENCODED.fullmatch(text) or (_PLAIN.fullmatch(text) and ".." not in text))
+
+
 def _encoded(subject: str) -> str:
     digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).digest()[:20]
     return "_" + base64.b32encode(digest).decode().rstrip("=").lower()

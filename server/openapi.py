@@ -114,6 +114,45 @@ _SCHEMAS: dict = {
             "Expiration": {"type": "string", "format": "date-time"},
         },
     },  # fmt: skip
+    "UploadRecord": {
+        "type": "object",
+        "required": [
+            "id",
+            "bucket",
+            "key",
+            "etag",
+            "size",
+            "contentType",
+            "source",
+            "custom",
+            "createdAt",
+            "updatedAt",
+        ],
+        "properties": {
+            "id": {"type": "integer"},
+            "bucket": {"type": "string"},
+            "key": {"type": "string"},
+            "etag": {"type": "string"},
+            "size": {"type": "integer"},
+            "contentType": {"type": "string"},
+            "source": {"type": "string", "enum": ["callback", "reconcile"]},
+            "custom": {"type": "object", "additionalProperties": {"type": "string"}},
+            "createdAt": {"type": "string", "format": "date-time"},
+            "updatedAt": {"type": "string", "format": "date-time"},
+        },
+    },  # fmt: skip
+    "CallbackAnswer": {
+        "type": "object",
+        "required": ["status", "recordId", "key", "size", "etag", "contentType"],
+        "properties": {
+            "status": {"type": "string", "enum": ["recorded"]},
+            "recordId": {"type": "integer"},
+            "key": {"type": "string"},
+            "size": {"type": "integer"},
+            "etag": {"type": "string"},
+            "contentType": {"type": "string"},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status"],
@@ -156,6 +195,87 @@ _TOKEN_OPERATION = {
 }
 
 _PATHS: dict = {
+    "/api/uploads": {
+        "get": {
+            "summary": "The caller's upload records, newest first",
+            "security": [{"bearer": []}],
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
+                },
+                {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "One page of records",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["uploads", "nextCursor"],
+                                "properties": {
+                                    "uploads": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/UploadRecord"},
+                                    },
+                                    "nextCursor": {"type": ["string", "null"]},
+                                },
+                            }
+                        }
+                    },
+                },
+                "400": _error_response("Bad limit or cursor."),
+                "401": _UNAUTHORIZED,
+            },
+        }
+    },
+    "/oss/callback": {
+        "post": {
+            "summary": "OSS upload callback (RSA-signed by OSS; records the upload)",
+            "parameters": [
+                {
+                    "name": "authorization",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "base64 RSA-MD5 signature",
+                },
+                {
+                    "name": "x-oss-pub-key-url",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "base64 URL of the public key",
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Recorded; OSS relays this JSON to the uploader",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/CallbackAnswer"}
+                        }
+                    },
+                },
+                "400": _error_response("Malformed headers or body."),
+                "403": _error_response("Bad signature, untrusted key, or not our upload."),
+                "404": _error_response("The named object is not in the bucket."),
+                "413": _error_response("Body too large."),
+                "415": _error_response("Unsupported body type."),
+                "503": _error_response("Key fetch, confirmation or database unavailable."),
+            },
+        }
+    },  # fmt: skip
     "/api/sts-token": {"post": _TOKEN_OPERATION, "get": _TOKEN_OPERATION},
     "/healthz": {
         "get": {

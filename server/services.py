@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from server.callback_keys import PublicKeyStore
 from server.config import Settings
 from server.credential_cache import CredentialCache
 from server.destinations import Destination
 from server.ratelimit import UserRateLimit
+from server.records import UploadRecords
+from server.sts_client import StsClient
 
 EXTENSION_KEY = "ossgate"
 
@@ -22,8 +25,11 @@ EXTENSION_KEY = "ossgate"
 class Services:
     settings: Settings
     destination: Destination
+    sts_client: StsClient
     credentials: CredentialCache
     rate_limit: UserRateLimit
+    records: UploadRecords
+    key_store: PublicKeyStore
 
 
 def services() -> Services:

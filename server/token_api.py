@@ -71,23 +71,22 @@ def sts_token():
     if shape not in ("browser", "mobile"):
         raise APIError(400, "invalid_request", "format must be 'mobile' or left out")
     app_services = services()
-    with app_services.rate_limit.check():
-        try:
-            grant = grant_upload(
-                current_user().user, app_services.destination, app_services.credentials
-            )
-        except StsUnavailable as exc:
-            raise APIError(
-                503,
-                "sts_unavailable",
-                "Upload credentials cannot be issued right now; try again shortly.",
-                {"Retry-After": str(exc.retry_after)},
-            ) from None
-        except StsConfigurationError as exc:
-            log.error("STS refused AssumeRole (%s): check the server's configuration", exc.code)
-            raise APIError(
-                500, "internal_error", "Upload credentials cannot be issued (server error)."
-            ) from None
+    user = current_user().user
+    app_services.rate_limit.check(user.key)
+    try:
+        grant = grant_upload(user, app_services.destination, app_services.credentials)
+    except StsUnavailable as exc:
+        raise APIError(
+            503,
+            "sts_unavailable",
+            "Upload credentials cannot be issued right now; try again shortly.",
+            {"Retry-After": str(exc.retry_after)},
+        ) from None
+    except StsConfigurationError as exc:
+        log.error("STS refused AssumeRole (%s): check the server's configuration", exc.code)
+        raise APIError(
+            500, "internal_error", "Upload credentials cannot be issued (server error)."
+        ) from None
     body = _mobile_shape(grant) if shape == "mobile" else _browser_shape(grant)
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"

@@ -7,6 +7,8 @@ developer's own ``ossgate emulator`` without clashing. Client helpers live in te
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import oss2
@@ -14,7 +16,7 @@ import pytest
 
 from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
-from tests.support import CallbackReceiver, root_bucket
+from tests.support import CallbackReceiver, PostgresServer, root_bucket
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,3 +64,17 @@ def callback_receiver() -> Iterator[CallbackReceiver]:
     receiver = CallbackReceiver()
     yield receiver
     receiver.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database URL (a cluster started for this test session).
+
+    The cluster lives in its own folder under the system temp dir, not pytest's (which is
+    private to root, so the ``postgres`` user could not reach it).
+    """
+    base = tempfile.mkdtemp(prefix="ossgate-pg-")
+    server = PostgresServer(base).start()
+    yield server.url
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)

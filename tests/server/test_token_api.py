@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import oss2
 import pytest
@@ -23,8 +25,10 @@ from tests.support import StsCredentials, root_bucket, sts_bucket
 
 
 def app_config(emu: Emulator, **overrides: str) -> dict[str, str]:
+    database = Path(tempfile.mkdtemp(prefix="ossgate-test-")) / "records.db"
     return {
         **emu.settings(),
+        "OSSGATE_DATABASE_URL": f"sqlite:///{database}",
         "OSSGATE_JWT_SECRET": SECRET,
         "OSSGATE_CALLBACK_URL": "http://127.0.0.1:5000/oss/callback",
         "OSSGATE_CORS_ORIGINS": "http://app.test",
@@ -287,3 +291,21 @@ def test_health_endpoints(client: FlaskClient) -> None:
 def test_a_callback_too_large_for_oss_stops_the_app_at_start(emulator: Emulator) -> None:
     with pytest.raises(ConfigError, match="OSSGATE_CALLBACK_BODY"):
         create_app(app_config(emulator, OSSGATE_CALLBACK_BODY="a=${object}&" + "x" * 6000))
+
+
+def test_readiness_fails_when_the_database_is_unreachable(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    app = create_app(app_config(emulator))
+    client = app.test_client()
+    assert client.get("/readyz").get_json()["checks"] == {"configuration": "ok", "database": "ok"}
+
+    def unreachable() -> None:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(app.extensions["ossgate"].records, "ping", unreachable)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["database"] == "unreachable"

@@ -1,0 +1,86 @@
+"""What every benchmark shares: its options, its result rows and the table they make."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Options:
+    """How long and how hard to measure; the same for every benchmark in one run.
+
+    ``rounds``: measurements that are compared with each other alternate (baseline, real,
+    baseline, real, ...) so drift on a shared machine hits both alike; each row reports its
+    best round.
+    """
+
+    quick: bool = False
+    duration_seconds: int = 5
+    warmup_seconds: int = 1
+    rounds: int = 3
+    connections: int = 32
+    threads: int = 2
+
+    @classmethod
+    def for_run(cls, *, quick: bool) -> Options:
+        if quick:
+            return cls(quick=True, duration_seconds=1, warmup_seconds=1, rounds=1)
+        return cls()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the shared table.
+
+    ``ratio`` is ``rps / baseline's rps`` unless ``ratio_label`` says otherwise (for example
+    ``"warm/uncached"``). ``passed`` is None when the row has no target. ``notes`` are printed
+    under the table: the evidence that the measurement measured what it claims.
+    """
+
+    name: str
+    rps: float
+    baseline: str | None = None
+    ratio: float | None = None
+    ratio_label: str = ""
+    target: str | None = None
+    passed: bool | None = None
+    notes: Sequence[str] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    run: Callable[[Options], list[Row]]
+
+
+_COLUMNS = ("benchmark", "rps", "baseline", "ratio", "target", "result")
+
+
+def _cells(row: Row) -> tuple[str, ...]:
+    ratio = "-"
+    if row.ratio is not None:
+        ratio = f"{row.ratio:.2f}" + (f" ({row.ratio_label})" if row.ratio_label else "")
+    result = "-" if row.passed is None else ("PASS" if row.passed else "FAIL")
+    return (row.name, f"{row.rps:,.0f}", row.baseline or "-", ratio, row.target or "-", result)
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The rows as an aligned text table, followed by their notes."""
+    table = [_COLUMNS, *(_cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
+    right = {1}  # numbers align right
+    lines = []
+    for number, line in enumerate(table):
+        lines.append(
+            "  ".join(
+                cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+                for i, cell in enumerate(line)
+            ).rstrip()
+        )
+        if number == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    notes = [f"  {row.name}: {note}" for row in rows for note in row.notes]
+    if notes:
+        lines += ["", "notes:", *notes]
+    return "\n".join(lines)

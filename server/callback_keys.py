@@ -1,0 +1,342 @@
+"""OSS callback public keys: which key URLs are acceptable, and getting the key behind one.
+
+The ``x-oss-pub-key-url`` header of a callback is attacker-controlled: anyone can POST to the
+callback endpoint with a header naming a key they made. So a URL is used only when it is
+
+- ``http(s)://gosspublic.alicdn.com/<path>`` (OSS's key host; DESIGN.md §2), or
+- exactly one of the configured trusted URLs (``OSSGATE_CALLBACK_TRUSTED_KEY_URLS``, e.g.
+  the emulator's), compared after normalisation (lower-case scheme and host, default port
+  dropped, empty path as ``/``).
+
+Every other URL is refused *before any network activity*. The URL is parsed by a strict
+grammar of our own (ASCII only, no userinfo, no backslash, no fragment, a numeric port, a
+plain host name or IP literal) and fetched only as rebuilt from the parsed parts, so no
+difference between URL parsers can send a fetch somewhere the check did not approve.
+
+The official key (``callback_pub_key_v1.pem``, both ``http://`` and ``https://`` forms) is
+pinned: it ships in this package (``oss_callback_pub_key_v1.pem``) and is never fetched.
+Other allowed URLs are fetched with a short timeout, a size cap and no redirects, and cached
+by URL (bounded, with a TTL); a failure is remembered briefly so a burst of forged callbacks
+cannot turn into a burst of fetches, and the number of fetches per minute is capped.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+#: OSS's callback key host (OSS "Callback" reference: the key URL "starts with
+#: http://gosspublic.alicdn.com/ or https://gosspublic.alicdn.com/").
+OSS_KEY_HOST = "gosspublic.alicdn.com"
+#: The official key's URLs (both schemes): answered from the pinned copy, never fetched.
+PINNED_KEY_URLS = frozenset(
+    f"{scheme}://{OSS_KEY_HOST}/callback_pub_key_v1.pem" for scheme in ("http", "https")
+)
+#: Resource name of the pinned copy inside the ``server`` package.
+PINNED_KEY_RESOURCE = "oss_callback_pub_key_v1.pem"
+
+DEFAULT_FETCH_TIMEOUT_SECONDS = 3.0
+#: A PEM public key is well under 1 KB even at 8192 bits.
+DEFAULT_MAX_KEY_BYTES = 16 * 1024
+DEFAULT_TTL_SECONDS = 3600.0
+DEFAULT_FAILURE_TTL_SECONDS = 10.0
+DEFAULT_MAX_ENTRIES = 32
+DEFAULT_MAX_FETCHES_PER_MINUTE = 20
+#: The official key is 512-bit (OSS's choice); nothing smaller is accepted.
+MIN_KEY_BITS = 512
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# RFC 3986 pieces, ASCII only. The authority is a reg-name of letters, digits, dots and
+# hyphens or a bracketed IPv6 literal: no userinfo, no percent-encoding, no backslash.
+_PCT = r"%[0-9A-Fa-f]{2}"
+_PCHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=:@]"
+_URL = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
+    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+    rf"(?P<path>(?:/(?:{_PCHAR}|{_PCT})*)*)"
+    rf"(?:\?(?P<query>(?:{_PCHAR}|[/?]|{_PCT})*))?"
+)
+
+
+class KeyURLError(Exception):
+    """Base of the key store's failures; ``str()`` is safe to show to the caller."""
+
+
+class UntrustedKeyURLError(KeyURLError):
+    """The URL is not one we may use; nothing was fetched."""
+
+
+class KeyFetchFailedError(KeyURLError):
+    """An allowed URL could not be turned into an RSA public key (network, status, content)."""
+
+
+@dataclass(frozen=True)
+class KeyURL:
+    """A parsed, normalised key URL; ``str()`` is the only form ever fetched."""
+
+    scheme: str
+    host: str
+    port: int | None  # None for the scheme's default port
+    path: str
+    query: str | None
+
+    def __str__(self) -> str:
+        port = f":{self.port}" if self.port is not None else ""
+        query = f"?{self.query}" if self.query is not None else ""
+        return f"{self.scheme}://{self.host}{port}{self.path}{query}"
+
+
+def parse_key_url(url: str) -> KeyURL:
+    """Parse ``url`` by the strict grammar above and normalise it; raise ``ValueError``.
+
+    Normalisation: scheme and host lower-cased, a default port (80/443) dropped, an empty
+    path made ``/``. A host with a trailing dot (``gosspublic.alicdn.com.``) does not parse:
+    it would name the same host by another spelling.
+    """
+    if not url.isascii() or not url.isprintable():
+        raise ValueError("not a printable ASCII URL")
+    match = _URL.fullmatch(url)
+    if match is None:
+        raise ValueError("not an absolute URL of the form scheme://host[:port]/path")
+    scheme = match["scheme"].lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise ValueError("only http and https URLs are used")
+    port: int | None = None
+    if match["port"] is not None:
+        port = int(match["port"])
+        if not 1 <= port <= 65535:
+            raise ValueError("port out of range")
+        if port == _DEFAULT_PORTS[scheme]:
+            port = None
+    return KeyURL(
+        scheme=scheme,
+        host=match["host"].lower(),
+        port=port,
+        path=match["path"] or "/",
+        query=match["query"],
+    )
+
+
+def _is_oss_key_url(parsed: KeyURL) -> bool:
+    return (
+        parsed.host == OSS_KEY_HOST
+        and parsed.port is None
+        and parsed.path.startswith("/")
+        and len(parsed.path) > 1
+    )
+
+
+def _normalise_all(urls: Sequence[str]) -> frozenset[str]:
+    normalised = set()
+    for url in urls:
+        try:
+            normalised.add(str(parse_key_url(url)))
+        except ValueError as exc:
+            raise ValueError(
+                f"trusted callback key URL {url!r} (OSSGATE_CALLBACK_TRUSTED_KEY_URLS) is not "
+                f"a plain http(s) URL: {exc}"
+            ) from None
+    return frozenset(normalised)
+
+
+def load_pinned_key() -> RSAPublicKey:
+    """OSS's official callback key, from the copy shipped in this package."""
+    pem = resources.files("server").joinpath(PINNED_KEY_RESOURCE).read_bytes()
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, RSAPublicKey):  # pragma: no cover - the shipped file is RSA
+        raise RuntimeError(f"{PINNED_KEY_RESOURCE} does not hold an RSA public key")
+    return key
+
+
+def _parse_key(pem: bytes) -> RSAPublicKey:
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError):
+        raise KeyFetchFailedError("the key URL did not answer with a PEM public key") from None
+    if not isinstance(key, RSAPublicKey):
+        raise KeyFetchFailedError("the key URL answered with a key that is not RSA")
+    if key.key_size < MIN_KEY_BITS:
+        raise KeyFetchFailedError(f"the key URL answered with a key under {MIN_KEY_BITS} bits")
+    return key
+
+
+def fetch_pem(url: str, timeout: float, max_bytes: int) -> bytes:
+    """GET ``url`` once: no redirects, at most ``max_bytes``, ``timeout`` for the whole call."""
+    deadline = time.monotonic() + timeout
+    try:
+        with requests.get(
+            url,
+            timeout=timeout,
+            allow_redirects=False,
+            stream=True,
+            headers={"Accept": "application/x-pem-file, text/plain, */*"},
+        ) as response:
+            if response.status_code != 200:
+                raise KeyFetchFailedError(
+                    f"the key URL answered HTTP {response.status_code} (redirects are not followed)"
+                )
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise KeyFetchFailedError(f"the key URL answered more than {max_bytes} bytes")
+            body = bytearray()
+            for chunk in response.iter_content(chunk_size=4096):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise KeyFetchFailedError(f"the key URL answered more than {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise KeyFetchFailedError("the key URL took too long to answer")
+            return bytes(body)
+    except requests.RequestException as exc:
+        raise KeyFetchFailedError(
+            f"the key URL could not be fetched ({type(exc).__name__})"
+        ) from None
+
+
+@dataclass
+class _Entry:
+    key: RSAPublicKey | None
+    error: str | None
+    expires_at: float
+
+
+class PublicKeyStore:
+    """Resolves callback key URLs to RSA public keys, refusing every URL it may not use.
+
+    Thread-safe. One store per app keeps one cache; ``verify_callback_request`` uses a shared
+    default store when given none. ``trusted_key_urls`` given here apply to every call;
+    ``get(..., also_trusted=...)`` adds more for one call (the trust check always runs before
+    the cache is consulted, so a key cached for one caller's trusted URL is never handed to a
+    caller that does not trust it).
+    """
+
+    def __init__(
+        self,
+        trusted_key_urls: Sequence[str] = (),
+        *,
+        timeout: float = DEFAULT_FETCH_TIMEOUT_SECONDS,
+        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+        ttl: float = DEFAULT_TTL_SECONDS,
+        failure_ttl: float = DEFAULT_FAILURE_TTL_SECONDS,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_fetches_per_minute: int = DEFAULT_MAX_FETCHES_PER_MINUTE,
+        fetch: Callable[[str, float, int], bytes] = fetch_pem,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1 or max_fetches_per_minute < 1:
+            raise ValueError("max_entries and max_fetches_per_minute must be at least 1")
+        self._trusted = _normalise_all(trusted_key_urls)
+        self._timeout = timeout
+        self._max_key_bytes = max_key_bytes
+        self._ttl = ttl
+        self._failure_ttl = failure_ttl
+        self._max_entries = max_entries
+        self._max_fetches = max_fetches_per_minute
+        self._fetch = fetch
+        self._clock = clock
+        self._pinned = load_pinned_key()
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._url_locks: dict[str, threading.Lock] = {}
+        self._recent_fetches: deque[float] = deque()
+
+    def check(self, url: str, *, also_trusted: Sequence[str] = ()) -> str:
+        """Return the normalised URL if it may be used, else raise ``UntrustedKeyURLError``.
+
+        Pure: no network, no cache. ``also_trusted`` entries must parse (``ValueError``).
+        """
+        try:
+            parsed = parse_key_url(url)
+        except ValueError as exc:
+            raise UntrustedKeyURLError(f"the public key URL is refused: {exc}") from None
+        normalised = str(parsed)
+        if normalised in self._trusted or normalised in _normalise_all(also_trusted):
+            return normalised
+        if _is_oss_key_url(parsed):
+            return normalised
+        raise UntrustedKeyURLError(
+            f"the public key URL is refused: only https://{OSS_KEY_HOST}/… and the configured "
+            "trusted key URLs are used"
+        )
+
+    def get(self, url: str, *, also_trusted: Sequence[str] = ()) -> RSAPublicKey:
+        """The RSA public key behind ``url``; raise ``UntrustedKeyURLError`` or
+        ``KeyFetchFailedError``. The pinned official key is returned without any fetch."""
+        normalised = self.check(url, also_trusted=also_trusted)
+        if normalised in PINNED_KEY_URLS:
+            return self._pinned
+        cached = self._cached(normalised)
+        if cached is not None:
+            return self._unwrap(cached)
+        with self._url_lock(normalised):
+            # Another thread may have fetched it while this one waited: single flight.
+            cached = self._cached(normalised)
+            if cached is not None:
+                return self._unwrap(cached)
+            entry = self._load(normalised)
+            self._store(normalised, entry)
+            return self._unwrap(entry)
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _unwrap(entry: _Entry) -> RSAPublicKey:
+        if entry.key is None:
+            raise KeyFetchFailedError(entry.error or "the key could not be fetched")
+        return entry.key
+
+    def _cached(self, url: str) -> _Entry | None:
+        with self._lock:
+            entry = self._entries.get(url)
+            if entry is None:
+                return None
+            if entry.expires_at <= self._clock():
+                del self._entries[url]
+                return None
+            self._entries.move_to_end(url)
+            return entry
+
+    def _store(self, url: str, entry: _Entry) -> None:
+        with self._lock:
+            self._entries[url] = entry
+            self._entries.move_to_end(url)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+
+    def _url_lock(self, url: str) -> threading.Lock:
+        with self._lock:
+            lock = self._url_locks.get(url)
+            if lock is None:
+                if len(self._url_locks) > 4 * self._max_entries:
+                    self._url_locks = {u: lk for u, lk in self._url_locks.items() if lk.locked()}
+                lock = self._url_locks[url] = threading.Lock()
+            return lock
+
+    def _take_fetch_budget(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            while self._recent_fetches and self._recent_fetches[0] <= now - 60:
+                self._recent_fetches.popleft()
+            if len(self._recent_fetches) >= self._max_fetches:
+                return False
+            self._recent_fetches.append(now)
+            return True
+
+    def _load(self, url: str) -> _Entry:
+        if not self._take_fetch_budget():
+            # Not remembered as a failure of this URL: the budget, not the URL, is the problem.
+            raise KeyFetchFailedError("too many public key fetches; try again in a minute")
+        try:
+            key = _parse_key(self._fetch(url, self._timeout, self._max_key_bytes))
+        except KeyFetchFailedError as exc:
+            return _Entry(None, str(exc), self._clock() + self._failure_ttl)
+        return _Entry(key, None, self._clock() + self._ttl)

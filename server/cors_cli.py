@@ -1,0 +1,466 @@
+"""``ossgate cors``: show, plan, apply, restore and check a bucket's CORS rules.
+
+A thin click layer over ``server.cors_admin``: it reads the options, prints, prompts and picks
+exit codes. Every ``CorsAdminError`` becomes one ``Error: …`` line and exit code 1, with the
+bucket unchanged. ``plan`` exits 2 when ``apply`` would change something, so CI can gate on it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from oss2.models import BucketCors
+
+from server.cors_admin import (
+    DEFAULT_MAX_AGE,
+    DEFAULT_PROBE_KEY,
+    AdminSettings,
+    CheckReport,
+    CorsAdminError,
+    KnownRules,
+    OssUnreachableError,
+    Plan,
+    RestorePlan,
+    admin_bucket,
+    apply_needed_rule,
+    check_preflights,
+    is_ossgate_rule,
+    load_admin_settings,
+    origins_from_env,
+    parse_origins,
+    plan_change,
+    read_cors,
+    read_environment,
+    render_diff,
+    restore_backup,
+)
+
+#: ``plan``'s exit code when ``apply`` would change the bucket (0: nothing to do).
+PLAN_CHANGES_EXIT_CODE = 2
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The connection options every command takes; ``None`` means "from the environment"."""
+
+    bucket: str | None
+    region: str | None
+    endpoint: str | None
+    access_key_id: str | None
+    access_key_secret: str | None
+
+    def settings(self, env: dict[str, str], *, require_credentials: bool = True) -> AdminSettings:
+        return load_admin_settings(
+            env,
+            bucket=self.bucket,
+            region=self.region,
+            endpoint=self.endpoint,
+            access_key_id=self.access_key_id,
+            access_key_secret=self.access_key_secret,
+            require_credentials=require_credentials,
+        )
+
+
+def _target_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --bucket/--region/--endpoint/--access-key-id/--access-key-secret as one ``target``."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        target = _Target(
+            kwargs.pop("bucket"),
+            kwargs.pop("region"),
+            kwargs.pop("endpoint"),
+            kwargs.pop("access_key_id"),
+            kwargs.pop("access_key_secret"),
+        )
+        return command(*args, target=target, **kwargs)
+
+    options = [
+        click.option("--bucket", metavar="NAME", help="Bucket [default: $OSSGATE_OSS_BUCKET]."),
+        click.option(
+            "--region",
+            metavar="REGION",
+            help="Region such as oss-cn-hangzhou [default: $OSSGATE_OSS_REGION].",
+        ),
+        click.option(
+            "--endpoint",
+            metavar="URL",
+            help="OSS endpoint [default: $OSSGATE_OSS_ENDPOINT, else https://REGION.aliyuncs.com].",
+        ),
+        click.option(
+            "--access-key-id",
+            metavar="ID",
+            help="Admin AccessKey id [default: $ALIBABA_CLOUD_ACCESS_KEY_ID].",
+        ),
+        click.option(
+            "--access-key-secret",
+            metavar="SECRET",
+            help="Admin AccessKey secret [default: $ALIBABA_CLOUD_ACCESS_KEY_SECRET]; "
+            "prefer the variable, a flag shows up in the process list.",
+        ),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _origin_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--origin",
+            "origins",
+            multiple=True,
+            metavar="URL",
+            help="A browser origin to allow (repeatable) [default: $OSSGATE_CORS_ORIGINS].",
+        ),
+        click.option(
+            "--allow-any-origin",
+            is_flag=True,
+            help="Accept '*' and wildcard origins (any matching site's pages could upload).",
+        ),
+        click.option(
+            "--max-age",
+            type=click.IntRange(min=0),
+            default=DEFAULT_MAX_AGE,
+            show_default=True,
+            help="MaxAgeSeconds: how long browsers may cache a preflight.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _change_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--backup-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=Path("."),
+            show_default=True,
+            help="Where the previous configuration is saved before anything is written.",
+        ),
+        click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ``CorsAdminError`` into click's one-line ``Error: …`` and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except CorsAdminError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _stdin_is_interactive() -> bool:
+    """Whether a person can answer a prompt (tests replace this)."""
+    return sys.stdin.isatty()
+
+
+def _ask(question: str, yes: bool) -> bool:
+    if yes:
+        return True
+    if not _stdin_is_interactive():
+        raise click.ClickException(
+            "stdin is not a terminal, so there is nobody to confirm: pass --yes "
+            "(see the change first with `ossgate cors plan`). Nothing was changed."
+        )
+    return click.confirm(question, default=False)
+
+
+def _desired_origins(
+    origins: Sequence[str], env: dict[str, str], allow_any: bool
+) -> tuple[str, ...]:
+    return parse_origins(list(origins) or origins_from_env(env), allow_any_origin=allow_any)
+
+
+def _shown(path: Path | None) -> str:
+    return str(path.resolve()) if path is not None else "(no backup)"
+
+
+def _where(settings: AdminSettings) -> str:
+    return f"bucket {settings.bucket} at {settings.endpoint}"
+
+
+def _echo_plan(settings: AdminSettings, plan: Plan) -> None:
+    click.echo(f"CORS of {_where(settings)}: {plan.summary()}.")
+    diff = render_diff(plan.current, plan.proposed, settings.bucket)
+    if plan.changed and diff:
+        click.echo(diff)
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+# --------------------------------------------------------------------------- the group
+
+
+@click.group("cors")
+def cors_group() -> None:
+    """Manage the bucket's CORS rules without losing anyone else's.
+
+    PutBucketCors replaces every rule of a bucket; these commands change only the rule
+    ossgate needs and keep all others in place. They need an admin AccessKey
+    (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET) and OSSGATE_OSS_BUCKET / _REGION / _ENDPOINT, read
+    from the environment or ./.env, not the rest of the server's configuration.
+    """
+
+
+# --------------------------------------------------------------------------- show
+
+
+def _rule_json(number: int, rule: Any) -> dict[str, Any]:
+    return {
+        "position": number,
+        "ossgate": is_ossgate_rule(rule),
+        "allowedOrigins": list(rule.allowed_origins),
+        "allowedMethods": list(rule.allowed_methods),
+        "allowedHeaders": list(rule.allowed_headers),
+        "exposeHeaders": list(rule.expose_headers),
+        "maxAgeSeconds": rule.max_age_seconds,
+    }
+
+
+def _table(cors: BucketCors) -> list[str]:
+    """One row per rule; list cells take one line per value so long origin lists stay legible."""
+    titles = ["#", "owner", "AllowedOrigin", "AllowedMethod", "AllowedHeader", "ExposeHeader"]
+    titles.append("MaxAge")
+    rows: list[list[list[str]]] = []
+    for number, rule in enumerate(cors.rules, 1):
+        rows.append(
+            [
+                [str(number)],
+                ["ossgate" if is_ossgate_rule(rule) else "-"],
+                list(rule.allowed_origins) or ["-"],
+                [" ".join(rule.allowed_methods) or "-"],
+                list(rule.allowed_headers) or ["-"],
+                list(rule.expose_headers) or ["-"],
+                [str(rule.max_age_seconds) if rule.max_age_seconds is not None else "-"],
+            ]
+        )
+    widths = [
+        max([len(title)] + [len(line) for row in rows for line in row[col]])
+        for col, title in enumerate(titles)
+    ]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+
+    out = [line(titles).rstrip(), line(["-" * w for w in widths]).rstrip()]
+    for index, row in enumerate(rows):
+        height = max(len(cell) for cell in row)
+        if index and height > 1:
+            out.append("")
+        for i in range(height):
+            out.append(line([cell[i] if i < len(cell) else "" for cell in row]).rstrip())
+    return out
+
+
+@cors_group.command("show")
+@_target_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_one_line_errors
+def show_command(target: _Target, as_json: bool) -> None:
+    """Print the bucket's current CORS rules (first match wins)."""
+    settings = target.settings(read_environment())
+    cors = read_cors(admin_bucket(settings))
+    if as_json:
+        document = {
+            "bucket": settings.bucket,
+            "endpoint": settings.endpoint,
+            "configured": cors is not None,
+            "responseVary": None if cors is None else cors.response_vary,
+            "rules": []
+            if cors is None
+            else [_rule_json(n, r) for n, r in enumerate(cors.rules, 1)],
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
+    if cors is None:
+        click.echo(
+            f"{_where(settings)} has no CORS configuration: browsers cannot upload to it. "
+            "Run `ossgate cors apply`."
+        )
+        return
+    vary = "" if cors.response_vary is None else f", ResponseVary {str(cors.response_vary).lower()}"
+    click.echo(f"CORS of {_where(settings)}: {len(cors.rules)} rule(s), first match wins{vary}")
+    for row in _table(cors):
+        click.echo(row)
+
+
+# --------------------------------------------------------------------------- plan / apply
+
+
+@cors_group.command("plan")
+@_target_options
+@_origin_options
+@click.pass_context
+@_one_line_errors
+def plan_command(
+    ctx: click.Context,
+    target: _Target,
+    origins: tuple[str, ...],
+    allow_any_origin: bool,
+    max_age: int,
+) -> None:
+    """Show what `apply` would change, as a diff; exit 0 if nothing, 2 if something."""
+    env = read_environment()
+    settings = target.settings(env)
+    wanted = _desired_origins(origins, env, allow_any_origin)
+    plan = plan_change(read_cors(admin_bucket(settings)), wanted, max_age)
+    _echo_plan(settings, plan)
+    ctx.exit(PLAN_CHANGES_EXIT_CODE if plan.changed else 0)
+
+
+@cors_group.command("apply")
+@_target_options
+@_origin_options
+@_change_options
+@click.pass_context
+@_one_line_errors
+def apply_command(
+    ctx: click.Context,
+    target: _Target,
+    origins: tuple[str, ...],
+    allow_any_origin: bool,
+    max_age: int,
+    backup_dir: Path,
+    yes: bool,
+) -> None:
+    """Merge the rule the browser SDK needs into the bucket's rules, keeping all others.
+
+    Backs up the previous configuration first and asks before writing (unless --yes);
+    does nothing when the bucket already matches.
+    """
+    env = read_environment()
+    settings = target.settings(env)
+    wanted = _desired_origins(origins, env, allow_any_origin)
+
+    def confirm(plan: Plan) -> bool:
+        _echo_plan(settings, plan)
+        return _ask(f"Write these CORS rules to bucket {settings.bucket}?", yes)
+
+    result = apply_needed_rule(
+        admin_bucket(settings),
+        wanted,
+        backup_dir=backup_dir,
+        max_age=max_age,
+        allow_any_origin=allow_any_origin,
+        confirm=confirm,
+    )
+    if result.declined:
+        click.echo("Not applied: the bucket's CORS rules are unchanged.")
+        ctx.exit(1)
+    if not result.changed:
+        _echo_plan(settings, result.plan)
+        return
+    click.echo(f"Backed up the previous CORS configuration to {_shown(result.backup_path)}")
+    click.echo(
+        f"Applied: ossgate's rule is #{result.plan.index + 1} of "
+        f"{len(result.plan.proposed.rules)}. Prove it with: "
+        f"ossgate cors check --origin {wanted[0]}"
+    )
+
+
+# --------------------------------------------------------------------------- restore
+
+
+@cors_group.command("restore")
+@click.argument("backup", type=click.Path(dir_okay=False, path_type=Path))
+@_target_options
+@_change_options
+@click.pass_context
+@_one_line_errors
+def restore_command(
+    ctx: click.Context, backup: Path, target: _Target, backup_dir: Path, yes: bool
+) -> None:
+    """Put the configuration saved in BACKUP back (a backup of "none" deletes the rules).
+
+    The configuration being replaced is itself backed up first.
+    """
+    settings = target.settings(read_environment())
+
+    def confirm(plan: RestorePlan) -> bool:
+        click.echo(f"CORS of {_where(settings)}: restore {backup}")
+        click.echo(render_diff(plan.current, plan.target, settings.bucket))
+        return _ask(f"Replace the CORS rules of bucket {settings.bucket}?", yes)
+
+    result = restore_backup(admin_bucket(settings), backup, backup_dir=backup_dir, confirm=confirm)
+    if result.declined:
+        click.echo("Not restored: the bucket's CORS rules are unchanged.")
+        ctx.exit(1)
+    if not result.changed:
+        click.echo(f"CORS of {_where(settings)} already matches {backup}: nothing to do.")
+        return
+    click.echo(f"Backed up the replaced CORS configuration to {_shown(result.backup_path)}")
+    if result.plan.target is None:
+        click.echo("Restored: the bucket has no CORS configuration again (DeleteBucketCors).")
+    else:
+        click.echo(f"Restored {len(result.plan.target.rules)} rule(s) from {backup}.")
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _echo_report(report: CheckReport) -> None:
+    click.echo(f"Preflight from {report.origin}: OPTIONS {report.url}")
+    for result in report.results:
+        verdict = "pass" if result.passed else "FAIL"
+        click.echo(f"  {result.method:<7} {verdict}  {result.reason}")
+    click.echo(f"  {'ETag':<7} {'pass' if report.etag_exposed else 'FAIL'}  {report.etag_reason}")
+
+
+@cors_group.command("check")
+@click.option("--origin", required=True, metavar="URL", help="The page origin to test.")
+@click.option(
+    "--key", default=DEFAULT_PROBE_KEY, show_default=True, help="Object key the preflights name."
+)
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@_target_options
+@click.pass_context
+@_one_line_errors
+def check_command(
+    ctx: click.Context, origin: str, key: str, timeout: float, target: _Target
+) -> None:
+    """Send the preflights ali-oss sends (each method, its headers) and report each one.
+
+    Anonymous OPTIONS requests: nothing in the bucket is read or written. With an admin key
+    configured, the bucket's rules are also read to name the cause of a failure. Exits 1 if
+    anything fails.
+    """
+    settings = target.settings(read_environment(), require_credentials=False)
+    known: KnownRules | None = None
+    if settings.has_credentials:
+        try:
+            known = KnownRules(read_cors(admin_bucket(settings)))
+        except OssUnreachableError:
+            raise
+        except CorsAdminError as exc:
+            click.echo(f"note: cannot read the rules to explain failures: {exc}", err=True)
+    report = check_preflights(
+        settings.endpoint, settings.bucket, origin, known=known, key=key, timeout=timeout
+    )
+    _echo_report(report)
+    checks = len(report.results) + 1
+    failed = sum(not r.passed for r in report.results) + (not report.etag_exposed)
+    if failed:
+        click.echo(
+            f"{failed} of {checks} checks failed: uploads from {report.origin} will fail. "
+            f"To allow this origin: ossgate cors apply --origin {report.origin}"
+        )
+        ctx.exit(1)
+    click.echo(f"All {checks} checks passed: ali-oss on {report.origin} can upload.")

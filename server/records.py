@@ -1,0 +1,307 @@
+"""Upload records: what was uploaded, by whom, and how ossgate learned of it.
+
+SQLAlchemy, so the same code runs on SQLite (the default, a file in the instance folder, in
+WAL mode) and on PostgreSQL (``OSSGATE_DATABASE_URL``) when several instances share records.
+
+``record_upload`` is the single place where "an upload was recorded" happens: callbacks and
+``uploads reconcile`` both come through it, and so will the events sent to the host app. It is
+idempotent per (bucket, key): the same ETag again changes nothing, so OSS duplicates and a
+reconcile run after a callback never make a second record; a new ETag for the same key is a
+newer upload and updates the record.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+#: How a record was learned.
+SOURCE_CALLBACK = "callback"
+SOURCE_RECONCILE = "reconcile"
+MAX_PAGE_SIZE = 100
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Upload(Base):
+    __tablename__ = "uploads"
+    __table_args__ = (
+        UniqueConstraint("bucket", "object_key", name="uq_uploads_bucket_key"),
+        Index("ix_uploads_owner_recent", "owner", "updated_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(63))
+    object_key: Mapped[str] = mapped_column(String(1024))
+    etag: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(255))
+    owner: Mapped[str] = mapped_column(String(128))
+    destination: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))
+    custom_json: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """A record as the API shows it."""
+
+    id: int
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    content_type: str
+    owner: str
+    destination: str
+    source: str
+    custom: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "bucket": self.bucket,
+            "key": self.key,
+            "etag": self.etag,
+            "size": self.size,
+            "contentType": self.content_type,
+            "source": self.source,
+            "custom": self.custom,
+            "createdAt": _iso(self.created_at),
+            "updatedAt": _iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    record: UploadRecord
+    created: bool  # a new (bucket, key)
+    changed: bool  # new or updated; False for a duplicate
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:  # SQLite hands back naive datetimes
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _to_record(row: Upload) -> UploadRecord:
+    return UploadRecord(
+        id=row.id,
+        bucket=row.bucket,
+        key=row.object_key,
+        etag=row.etag,
+        size=row.size,
+        content_type=row.content_type,
+        owner=row.owner,
+        destination=row.destination,
+        source=row.source,
+        custom=json.loads(row.custom_json or "{}"),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout so readers never block."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 5, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def default_database_url(instance_path: str) -> str:
+    Path(instance_path).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(instance_path) / 'ossgate.db'}"
+
+
+class UploadRecords:
+    """The upload records of one app instance (one engine, schema created on start)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        Base.metadata.create_all(engine)
+
+    def _insert(self):
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            return postgresql.insert(Upload)
+        if dialect == "sqlite":
+            return sqlite.insert(Upload)
+        raise RuntimeError(f"unsupported database dialect {dialect!r} (use SQLite or PostgreSQL)")
+
+    def record_upload(
+        self,
+        *,
+        bucket: str,
+        key: str,
+        etag: str,
+        size: int,
+        content_type: str,
+        owner: str,
+        destination: str,
+        source: str,
+        custom: dict[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> RecordOutcome:
+        """Record an upload once; see the module docstring for the idempotency rules.
+
+        A single INSERT … ON CONFLICT statement, so two instances recording the same upload
+        at once still end with one row. A callback confirms a record that reconcile found
+        first (``source`` becomes "callback"); reconcile never downgrades a callback record.
+        """
+        now = now or datetime.now(UTC)
+        etag = etag.strip('"').upper()
+        values = {
+            "bucket": bucket,
+            "object_key": key,
+            "etag": etag,
+            "size": size,
+            "content_type": content_type,
+            "owner": owner,
+            "destination": destination,
+            "source": source,
+            "custom_json": json.dumps(custom or {}, sort_keys=True),
+            "created_at": now,
+            "updated_at": now,
+        }
+        table = Upload.__table__
+        with Session(self.engine) as session, session.begin():
+            before = session.execute(
+                select(Upload.id, Upload.etag, Upload.source).where(
+                    Upload.bucket == bucket, Upload.object_key == key
+                )
+            ).first()
+            statement = self._insert().values(**values)
+            excluded = statement.excluded
+            newer = table.c.etag != excluded.etag
+            confirm = (table.c.etag == excluded.etag) & (excluded.source == SOURCE_CALLBACK)
+            statement = statement.on_conflict_do_update(
+                index_elements=["bucket", "object_key"],
+                set_={
+                    "etag": excluded.etag,
+                    "size": excluded.size,
+                    "content_type": excluded.content_type,
+                    "owner": excluded.owner,
+                    "destination": excluded.destination,
+                    "source": excluded.source,
+                    "custom_json": excluded.custom_json,
+                    "updated_at": excluded.updated_at,
+                },
+                where=newer | (confirm & (table.c.source != SOURCE_CALLBACK)),
+            )
+            session.execute(statement)
+            row = session.execute(
+                select(Upload).where(Upload.bucket == bucket, Upload.object_key == key)
+            ).scalar_one()
+            record = _to_record(row)
+        created = before is None
+        changed = created or before.etag != etag or before.source != record.source
+        return RecordOutcome(record, created=created, changed=changed)
+
+    def get(self, bucket: str, key: str) -> UploadRecord | None:
+        with Session(self.engine) as session:
+            row = session.execute(
+                select(Upload).where(Upload.bucket == bucket, Upload.object_key == key)
+            ).scalar_one_or_none()
+            return _to_record(row) if row else None
+
+    def etags(self, bucket: str, prefix: str) -> dict[str, str]:
+        """``{key: etag}`` of the records under ``prefix`` (for reconcile)."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(Upload.object_key, Upload.etag).where(
+                    Upload.bucket == bucket, Upload.object_key.startswith(prefix, autoescape=True)
+                )
+            )
+            return {key: etag for key, etag in rows}
+
+    def page_for_owner(
+        self, owner: str, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[UploadRecord], str | None]:
+        """The owner's records, newest first, and the cursor of the next page (or None)."""
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        query = select(Upload).where(Upload.owner == owner)
+        if cursor is not None:
+            updated_at, last_id = decode_cursor(cursor)
+            query = query.where(
+                (Upload.updated_at < updated_at)
+                | ((Upload.updated_at == updated_at) & (Upload.id < last_id))
+            )
+        query = query.order_by(Upload.updated_at.desc(), Upload.id.desc()).limit(limit + 1)
+        with Session(self.engine) as session:
+            rows = [_to_record(r) for r in session.execute(query).scalars()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]) if more and rows else None
+        return rows, next_cursor
+
+    def count(self) -> int:
+        with Session(self.engine) as session:
+            return session.execute(select(func.count(Upload.id))).scalar_one()
+
+    def iter_all(self) -> Iterator[UploadRecord]:
+        with Session(self.engine) as session:
+            for row in session.execute(select(Upload).order_by(Upload.id)).scalars():
+                yield _to_record(row)
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached (readiness check)."""
+        with self.engine.connect() as connection:
+            connection.execute(select(1))
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def encode_cursor(record: UploadRecord) -> str:
+    raw = f"{_iso(record.updated_at)}|{record.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.urlsafe_b64decode(padded.encode()).decode()
+        stamp, _, ident = text.partition("|")
+        moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        return moment, int(ident)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidCursor("cursor is not one this server issued") from None

@@ -1,0 +1,48 @@
+"""``ossgate uploads …``: operator commands on upload records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+import oss2
+from flask import current_app
+from flask.cli import AppGroup
+
+from server.bucket_access import reader_bucket
+from server.reconcile import reconcile
+from server.services import services
+from server.sts_client import StsError
+
+uploads_group = AppGroup("uploads", help="Upload records.")
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter("use an ISO 8601 time such as 2026-11-25T00:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@uploads_group.command("reconcile")
+@click.option("--since", help="Only objects modified at or after this time (ISO 8601).")
+def reconcile_command(since: str | None) -> None:
+    """Record objects under the upload prefixes whose callback never arrived."""
+    app_services = services()
+    since_time = _since(since)
+    try:
+        bucket = reader_bucket(
+            app_services.settings, app_services.destination, app_services.credentials
+        )
+        report = reconcile(bucket, app_services.destination, app_services.records, since=since_time)
+    except StsError as exc:
+        raise click.ClickException(f"STS refused the reconcile credentials: {exc}") from None
+    except oss2.exceptions.OssError as exc:
+        raise click.ClickException(
+            f"listing the bucket failed: {exc.code or exc.status} {exc.message or ''}".strip()
+        ) from None
+    current_app.logger.info("reconcile: %s", report.summary())
+    click.echo(report.summary())

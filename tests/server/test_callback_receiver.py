@@ -1,0 +1,324 @@
+"""``/oss/callback`` end to end: the emulator's real signed callbacks, recorded, never lost."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import oss2
+import pytest
+import requests
+from flask import Flask
+from sqlalchemy.exc import OperationalError
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Response
+
+from server import create_app
+from server.emulator.runner import Emulator
+from server.uploads_cli import uploads_group
+from tests.server.tokens import SECRET, bearer, jwt_for
+from tests.support import StsCredentials, closed_port_url, root_bucket, sts_bucket
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Served:
+    app: Flask
+    url: str
+
+    def token(self, subject: str) -> dict:
+        response = requests.post(
+            f"{self.url}/api/sts-token", headers=bearer(jwt_for(subject)), timeout=10
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def uploads(self, subject: str) -> list[dict]:
+        response = requests.get(
+            f"{self.url}/api/uploads", headers=bearer(jwt_for(subject)), timeout=10
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["uploads"]
+
+    def records(self):
+        return self.app.extensions["ossgate"].records
+
+
+def _serve(app_or_wsgi, port: int) -> tuple[object, threading.Thread]:
+    server = make_server("127.0.0.1", port, app_or_wsgi, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    return server, thread
+
+
+def _config(emu: Emulator, callback_url: str, tmp_path, **extra: str) -> dict[str, str]:
+    return {
+        **emu.settings(),
+        "OSSGATE_JWT_SECRET": SECRET,
+        "OSSGATE_CALLBACK_URL": callback_url,
+        "OSSGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'records.db'}",
+        **extra,
+    }
+
+
+@pytest.fixture
+def served(emulator: Emulator, tmp_path) -> Iterator[Served]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = create_app(_config(emulator, f"{url}/oss/callback", tmp_path))
+    server, thread = _serve(app, port)
+    yield Served(app, url)
+    server.shutdown()
+    thread.join()
+
+
+def _callback_headers(callback: dict, custom: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers ali-oss builds from ``options.callback`` (lib/common/callback.js)."""
+    document = {
+        "callbackUrl": quote(callback["url"], safe=";/?:@&=+$,#-_.!~*'()%"),
+        "callbackBody": callback["body"],
+        "callbackBodyType": callback["contentType"],
+    }
+    if callback.get("callbackSNI"):
+        document["callbackSNI"] = True
+    values = custom if custom is not None else callback["customValue"]
+    variables = {f"x:{k}": v for k, v in values.items()}
+    return {
+        "x-oss-callback": base64.b64encode(json.dumps(document).encode()).decode(),
+        "x-oss-callback-var": base64.b64encode(json.dumps(variables).encode()).decode(),
+    }
+
+
+def _as_user(emu: Emulator, grant: dict) -> oss2.Bucket:
+    creds = StsCredentials(
+        grant["accessKeyId"], grant["accessKeySecret"], grant["stsToken"], grant["expiration"]
+    )
+    return sts_bucket(emu, creds)
+
+
+def test_upload_with_callback_is_recorded_and_relayed(served: Served, emulator: Emulator) -> None:
+    grant = served.token("alice")
+    bucket = _as_user(emulator, grant)
+    key = grant["prefix"] + "report.pdf"
+    result = bucket.put_object(
+        key,
+        b"%PDF-1.7 demo",
+        headers={"Content-Type": "application/pdf", **_callback_headers(grant["callback"])},
+    )
+    assert result.status == 200
+    answer = json.loads(result.resp.read())
+    assert answer["status"] == "recorded"
+    assert answer["key"] == key
+    assert answer["size"] == len(b"%PDF-1.7 demo")
+    assert answer["etag"] == result.etag
+    assert answer["contentType"] == "application/pdf"
+
+    (record,) = served.uploads("alice")
+    assert record["id"] == answer["recordId"]
+    assert record["key"] == key
+    assert record["source"] == "callback"
+    assert record["custom"] == {"uid": "alice"}
+    assert served.uploads("bob") == []
+
+
+def test_owner_comes_from_the_key_not_from_custom_vars(served: Served, emulator: Emulator) -> None:
+    grant = served.token("alice")
+    bucket = _as_user(emulator, grant)
+    key = grant["prefix"] + "claims-bob.txt"
+    headers = _callback_headers(grant["callback"], custom={"uid": "bob"})
+    assert bucket.put_object(key, b"x", headers=headers).status == 200
+    assert [r["key"] for r in served.uploads("alice")] == [key]
+    assert served.uploads("bob") == []
+
+
+def test_multipart_upload_with_callback_is_recorded(served: Served, emulator: Emulator) -> None:
+    grant = served.token("carol")
+    bucket = _as_user(emulator, grant)
+    key = grant["prefix"] + "big.bin"
+    upload_id = bucket.init_multipart_upload(key).upload_id
+    parts = [
+        oss2.models.PartInfo(1, bucket.upload_part(key, upload_id, 1, b"a" * 102400).etag),
+        oss2.models.PartInfo(2, bucket.upload_part(key, upload_id, 2, b"b" * 10).etag),
+    ]
+    result = bucket.complete_multipart_upload(
+        key, upload_id, parts, headers=_callback_headers(grant["callback"])
+    )
+    assert result.status == 200
+    (record,) = served.uploads("carol")
+    assert record["size"] == 102410
+    assert record["etag"].endswith("-2")
+
+
+def test_duplicate_callbacks_do_not_duplicate_records(served: Served, emulator: Emulator) -> None:
+    grant = served.token("dave")
+    bucket = _as_user(emulator, grant)
+    key = grant["prefix"] + "same.txt"
+    for _ in range(3):
+        bucket.put_object(key, b"same bytes", headers=_callback_headers(grant["callback"]))
+    assert len(served.uploads("dave")) == 1
+    bucket.put_object(key, b"new bytes", headers=_callback_headers(grant["callback"]))
+    (record,) = served.uploads("dave")
+    assert record["size"] == len(b"new bytes")
+
+
+def test_forged_body_naming_another_users_object_records_nothing(
+    served: Served, emulator: Emulator
+) -> None:
+    """OSS signs whatever body the uploader templates: the receiver must check the bucket."""
+    grant = served.token("mallory")
+    bucket = _as_user(emulator, grant)
+    forged = dict(grant["callback"])
+    forged["body"] = json.dumps(
+        {"bucket": emulator.config.bucket, "object": "uploads/bob/ghost.txt", "etag": "AB",
+         "size": "1", "mimeType": "text/plain"}
+    )  # fmt: skip
+    result = bucket.put_object(
+        grant["prefix"] + "real.txt", b"x", headers=_callback_headers(forged)
+    )
+    assert result.status == 203
+    assert served.uploads("bob") == []
+    assert served.uploads("mallory") == []
+
+
+def test_key_outside_user_prefixes_is_refused(served: Served, emulator: Emulator) -> None:
+    grant = served.token("alice")
+    result = root_bucket(emulator).put_object(
+        "elsewhere/file.txt", b"x", headers=_callback_headers(grant["callback"])
+    )
+    assert result.status == 203  # the receiver said 403; OSS kept the object
+    assert served.records().count() == 0
+
+
+def test_unsigned_or_untrusted_callbacks_are_refused(served: Served) -> None:
+    body = json.dumps({"bucket": "examplebucket", "object": "uploads/alice/x"})
+    unsigned = requests.post(f"{served.url}/oss/callback", data=body, timeout=5)
+    assert unsigned.status_code == 400
+    assert unsigned.json()["error"]["code"] == "missing_header"
+    untrusted = requests.post(
+        f"{served.url}/oss/callback",
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "authorization": base64.b64encode(b"sig").decode(),
+            "x-oss-pub-key-url": base64.b64encode(b"http://evil.test/key.pem").decode(),
+        },
+        timeout=5,
+    )
+    assert untrusted.status_code == 403
+    assert served.records().count() == 0
+
+
+def test_uploads_api_pages_and_validates(served: Served, emulator: Emulator) -> None:
+    grant = served.token("erin")
+    bucket = _as_user(emulator, grant)
+    for i in range(3):
+        bucket.put_object(
+            f"{grant['prefix']}{i}.txt", b"x", headers=_callback_headers(grant["callback"])
+        )
+    client = served.app.test_client()
+    first = client.get("/api/uploads?limit=2", headers=bearer(jwt_for("erin"))).get_json()
+    assert [u["key"] for u in first["uploads"]] == [f"uploads/erin/{i}.txt" for i in (2, 1)]
+    rest = client.get(
+        f"/api/uploads?limit=2&cursor={first['nextCursor']}", headers=bearer(jwt_for("erin"))
+    ).get_json()
+    assert [u["key"] for u in rest["uploads"]] == ["uploads/erin/0.txt"]
+    assert rest["nextCursor"] is None
+    assert client.get("/api/uploads").status_code == 401
+    bad = client.get("/api/uploads?limit=0", headers=bearer(jwt_for("erin")))
+    assert bad.status_code == 400
+    forged = client.get("/api/uploads?cursor=zzz", headers=bearer(jwt_for("erin")))
+    assert forged.status_code == 400
+
+
+def _reconcile(app: Flask) -> str:
+    result = app.test_cli_runner().invoke(uploads_group, ["reconcile"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_callback_down_then_reconcile_records_it_once(fresh_emulator: Emulator, tmp_path) -> None:
+    emulator = fresh_emulator
+    app = create_app(_config(emulator, closed_port_url(), tmp_path))
+    client = app.test_client()
+    grant = client.post("/api/sts-token", headers=bearer(jwt_for("frank"))).get_json()
+    bucket = _as_user(emulator, grant)
+    keys = [grant["prefix"] + f"lost-{i}.txt" for i in range(3)]
+    for key in keys:
+        result = bucket.put_object(key, b"stored", headers=_callback_headers(grant["callback"]))
+        assert result.status == 203
+        assert root_bucket(emulator).object_exists(key)
+    records = app.extensions["ossgate"].records
+    assert records.count() == 0
+
+    output = _reconcile(app)
+    assert "3 newly recorded" in output
+    assert sorted(r.key for r in records.iter_all()) == sorted(keys)
+    assert {r.source for r in records.iter_all()} == {"reconcile"}
+    assert {r.owner for r in records.iter_all()} == {"frank"}
+
+    assert "0 newly recorded" in _reconcile(app)
+    assert records.count() == 3
+
+
+def test_database_failure_gives_203_and_reconcile_recovers(
+    fresh_emulator: Emulator, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator = fresh_emulator
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = create_app(_config(emulator, f"{url}/oss/callback", tmp_path))
+    records = app.extensions["ossgate"].records
+
+    def broken(**_):
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    server, thread = _serve(app, port)
+    try:
+        grant = requests.post(
+            f"{url}/api/sts-token", headers=bearer(jwt_for("gina")), timeout=10
+        ).json()
+        monkeypatch.setattr(records, "record_upload", broken)
+        key = grant["prefix"] + "during-outage.txt"
+        result = _as_user(emulator, grant).put_object(
+            key, b"kept", headers=_callback_headers(grant["callback"])
+        )
+        assert result.status == 203
+        monkeypatch.undo()
+        assert records.count() == 0
+        assert "1 newly recorded" in _reconcile(app)
+        assert records.get(emulator.config.bucket, key) is not None
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_behind_a_proxy_prefix(emulator: Emulator, tmp_path) -> None:
+    """Mounted under /ossgate (as behind a reverse proxy with a path prefix)."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/ossgate"
+    app = create_app(_config(emulator, f"{base}/oss/callback", tmp_path))
+    wsgi = DispatcherMiddleware(Response("not here", status=404), {"/ossgate": app})
+    server, thread = _serve(wsgi, port)
+    try:
+        grant = requests.post(
+            f"{base}/api/sts-token", headers=bearer(jwt_for("hank")), timeout=10
+        ).json()
+        result = _as_user(emulator, grant).put_object(
+            grant["prefix"] + "proxied.txt", b"x", headers=_callback_headers(grant["callback"])
+        )
+        assert result.status == 200
+        assert json.loads(result.resp.read())["status"] == "recorded"
+    finally:
+        server.shutdown()
+        thread.join()

@@ -1,0 +1,138 @@
+"""Upload records on SQLite and PostgreSQL: idempotent, updated by newer uploads, paged."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from server.records import (
+    SOURCE_CALLBACK,
+    SOURCE_RECONCILE,
+    InvalidCursor,
+    UploadRecords,
+    make_engine,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def records(request: pytest.FixtureRequest, tmp_path) -> UploadRecords:
+    if request.param == "sqlite":
+        return UploadRecords(make_engine(f"sqlite:///{tmp_path / 'records.db'}"))
+    url = request.getfixturevalue("postgres_url")
+    schema_db = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text(f"CREATE DATABASE {schema_db}"))
+    admin.dispose()
+    return UploadRecords(make_engine(url.rsplit("/", 1)[0] + f"/{schema_db}"))
+
+
+def _record(records: UploadRecords, key: str = "uploads/alice/a.txt", **changes):
+    values = {
+        "bucket": "examplebucket",
+        "key": key,
+        "etag": "5EB63BBBE01EEED093CB22BB8F5ACDC3",
+        "size": 11,
+        "content_type": "text/plain",
+        "owner": "alice",
+        "destination": "default",
+        "source": SOURCE_CALLBACK,
+        **changes,
+    }
+    return records.record_upload(**values)
+
+
+def test_sqlite_uses_wal(tmp_path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'wal.db'}")
+    UploadRecords(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def test_duplicate_callbacks_make_one_record(records: UploadRecords) -> None:
+    first = _record(records)
+    second = _record(records)
+    assert first.created and first.changed
+    assert not second.created and not second.changed
+    assert second.record.id == first.record.id
+    assert records.count() == 1
+
+
+def test_etag_is_normalised(records: UploadRecords) -> None:
+    _record(records, etag='"5eb63bbbe01eeed093cb22bb8f5acdc3"')
+    assert not _record(records).changed
+    assert records.count() == 1
+
+
+def test_newer_upload_to_the_same_key_updates_the_record(records: UploadRecords) -> None:
+    first = _record(records)
+    newer = _record(records, etag="AAAA", size=99, content_type="image/png")
+    assert not newer.created and newer.changed
+    assert newer.record.id == first.record.id
+    assert (newer.record.etag, newer.record.size) == ("AAAA", 99)
+    assert records.count() == 1
+
+
+def test_reconcile_never_downgrades_a_callback_record(records: UploadRecords) -> None:
+    _record(records)
+    again = _record(records, source=SOURCE_RECONCILE)
+    assert not again.changed
+    assert again.record.source == SOURCE_CALLBACK
+
+
+def test_a_late_callback_confirms_a_reconciled_record(records: UploadRecords) -> None:
+    found = _record(records, source=SOURCE_RECONCILE)
+    confirmed = _record(records, source=SOURCE_CALLBACK)
+    assert confirmed.changed and not confirmed.created
+    assert confirmed.record.id == found.record.id
+    assert confirmed.record.source == SOURCE_CALLBACK
+
+
+def test_concurrent_recording_of_one_upload_makes_one_record(records: UploadRecords) -> None:
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def record() -> None:
+        try:
+            barrier.wait()
+            _record(records, key="uploads/alice/race.txt")
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=record) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert records.count() == 1
+
+
+def test_pages_newest_first_and_only_the_owners(records: UploadRecords) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(7):
+        _record(records, key=f"uploads/alice/{i}.txt", now=start + timedelta(minutes=i))
+    _record(records, key="uploads/bob/secret.txt", owner="bob")
+    page, cursor = records.page_for_owner("alice", limit=3)
+    assert [r.key for r in page] == [f"uploads/alice/{i}.txt" for i in (6, 5, 4)]
+    seen = [r.key for r in page]
+    while cursor:
+        page, cursor = records.page_for_owner("alice", limit=3, cursor=cursor)
+        seen += [r.key for r in page]
+    assert seen == [f"uploads/alice/{i}.txt" for i in range(6, -1, -1)]
+    assert [r.owner for r, _ in [(r, 0) for r in records.page_for_owner("bob")[0]]] == ["bob"]
+
+
+def test_bad_cursor_is_refused(records: UploadRecords) -> None:
+    with pytest.raises(InvalidCursor):
+        records.page_for_owner("alice", cursor="not-a-cursor")
+
+
+def test_etags_under_a_prefix_treat_wildcards_literally(records: UploadRecords) -> None:
+    _record(records, key="uploads/a_b/x")
+    _record(records, key="uploads/aXb/x", owner="aXb")
+    assert set(records.etags("examplebucket", "uploads/a_b/")) == {"uploads/a_b/x"}
