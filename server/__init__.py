@@ -15,6 +15,7 @@ from typing import Any
 from dotenv import dotenv_values
 from flask import Flask
 from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from server import auth, callback_api, dev_login, health, openapi, pages, token_api, uploads_api
 from server.callback_keys import PublicKeyStore
@@ -92,6 +93,12 @@ def create_app(
             expose_headers=["Retry-After"],
             max_age=600,
         )
+
+    if settings.trusted_proxies:
+        # X-Forwarded-For/-Proto/-Host/-Prefix from that many proxies in front of us; the
+        # prefix matters for callbacks, whose signature covers the path OSS called.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)
 
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)

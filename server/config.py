@@ -90,6 +90,7 @@ class Settings:
     rate_limit: str
     rate_limit_storage_url: str
     credential_cache_size: int
+    trusted_proxies: int
 
     @property
     def region_id(self) -> str:
@@ -360,4 +361,5 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         rate_limit=r.text("OSSGATE_RATE_LIMIT", "60 per minute") or "60 per minute",
         rate_limit_storage_url=r.text("OSSGATE_RATE_LIMIT_STORAGE_URL", "memory://") or "memory://",
         credential_cache_size=r.integer("OSSGATE_CREDENTIAL_CACHE_SIZE", 10_000, 1, 10_000_000),
+        trusted_proxies=r.integer("OSSGATE_TRUSTED_PROXIES", 0, 0, 10),
     )

@@ -322,3 +322,54 @@ def test_behind_a_proxy_prefix(emulator: Emulator, tmp_path) -> None:
     finally:
         server.shutdown()
         thread.join()
+
+
+def test_behind_a_reverse_proxy_that_strips_the_prefix(emulator: Emulator, tmp_path) -> None:
+    """A proxy serving the app at /files strips the prefix and says so in X-Forwarded-Prefix
+    (OSSGATE_TRUSTED_PROXIES=1); OSS signed /files/oss/callback, which must still verify."""
+    proxy_port, app_port = _free_port(), _free_port()
+    public = f"http://127.0.0.1:{proxy_port}/files"
+    app = create_app(
+        _config(emulator, f"{public}/oss/callback", tmp_path, OSSGATE_TRUSTED_PROXIES="1")
+    )
+
+    def proxy(environ, start_response):
+        path = environ["PATH_INFO"]
+        if not path.startswith("/files/"):
+            start_response("404 Not Found", [("Content-Length", "0")])
+            return [b""]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        upstream = requests.request(
+            environ["REQUEST_METHOD"],
+            f"http://127.0.0.1:{app_port}{path[len('/files') :]}"
+            + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else ""),
+            data=environ["wsgi.input"].read(length) if length else None,
+            headers={
+                **{k[5:].replace("_", "-"): v for k, v in environ.items() if k.startswith("HTTP_")},
+                "Content-Type": environ.get("CONTENT_TYPE", ""),
+                "X-Forwarded-Prefix": "/files",
+                "X-Forwarded-For": environ["REMOTE_ADDR"],
+            },
+            timeout=10,
+        )
+        start_response(
+            f"{upstream.status_code} {upstream.reason}",
+            [("Content-Type", upstream.headers.get("Content-Type", "text/plain"))],
+        )
+        return [upstream.content]
+
+    app_server, app_thread = _serve(app, app_port)
+    proxy_server, proxy_thread = _serve(proxy, proxy_port)
+    try:
+        grant = requests.post(
+            f"{public}/api/sts-token", headers=bearer(jwt_for("ivy")), timeout=10
+        ).json()
+        result = _as_user(emulator, grant).put_object(
+            grant["prefix"] + "via-proxy.txt", b"x", headers=_callback_headers(grant["callback"])
+        )
+        assert result.status == 200
+        assert json.loads(result.resp.read())["status"] == "recorded"
+    finally:
+        for server, thread in ((proxy_server, proxy_thread), (app_server, app_thread)):
+            server.shutdown()
+            thread.join()
