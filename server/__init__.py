@@ -17,7 +17,17 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from server import auth, callback_api, dev_login, health, openapi, pages, token_api, uploads_api
+from server import (
+    auth,
+    callback_api,
+    dev_login,
+    health,
+    observability,
+    openapi,
+    pages,
+    token_api,
+    uploads_api,
+)
 from server.callback_keys import PublicKeyStore
 from server.callback_params import callback_options
 from server.config import ConfigError, Settings, load_settings
@@ -65,6 +75,7 @@ def create_app(
     app.config["OSSGATE"] = settings
 
     register_error_handlers(app)
+    observability.init_app(app, settings)
     auth.init_app(app, settings)
     dev_login.check_dev_login_config(settings)
     destination = default_destination(settings)

@@ -91,6 +91,9 @@ class Settings:
     rate_limit_storage_url: str
     credential_cache_size: int
     trusted_proxies: int
+    log_format: str
+    log_level: str
+    access_log: bool
 
     @property
     def region_id(self) -> str:
@@ -273,6 +276,16 @@ def _jwt(reader: _Reader) -> tuple[str | None, str | None, tuple[str, ...]]:
     return secret, jwks_url, algorithms
 
 
+def _choice(
+    reader: _Reader, name: str, choices: tuple[str, ...], default: str, *, upper: bool = False
+) -> str:
+    value = reader.text(name, default) or default
+    value = value.upper() if upper else value.lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Validate ``env`` (the process environment, or a test's mapping) into Settings."""
     r = _Reader(env)
@@ -362,4 +375,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         rate_limit_storage_url=r.text("OSSGATE_RATE_LIMIT_STORAGE_URL", "memory://") or "memory://",
         credential_cache_size=r.integer("OSSGATE_CREDENTIAL_CACHE_SIZE", 10_000, 1, 10_000_000),
         trusted_proxies=r.integer("OSSGATE_TRUSTED_PROXIES", 0, 0, 10),
+        log_format=_choice(r, "OSSGATE_LOG_FORMAT", ("text", "json"), "text"),
+        log_level=_choice(
+            r, "OSSGATE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
+        ),
+        access_log=r.boolean("OSSGATE_ACCESS_LOG", False),
     )

@@ -1,0 +1,158 @@
+"""Request ids, security headers, access logs and logs that never carry a secret.
+
+Every response gets ``X-Request-Id`` (the caller's, when it is a sane token, so a proxy's id
+follows the request through) and the headers that make a JSON API inert in a browser
+(``nosniff``, no referrer, no framing). Logs are plain text or JSON lines
+(``OSSGATE_LOG_FORMAT=json``), each with the request id, and every record passes a redaction
+filter first: the configured secret values, bearer tokens, signatures and STS tokens are
+replaced by ``[redacted]`` whatever logger wrote them (ossgate's, oss2's, aliyunsdkcore's).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+from flask import Flask, g, has_request_context, request
+
+from server.config import Settings
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+REDACTED = "[redacted]"
+#: Shapes of credentials in log text: bearer tokens, OSS/STS signatures and tokens, secrets
+#: in JSON or header dumps. Values shorter than 8 characters are left alone (not secrets).
+_PATTERNS = [
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?i)(OSS4-HMAC-SHA256\s+Credential=[^,\s]+,\s*(?:AdditionalHeaders=[^,\s]+,\s*)?Signature=)[0-9a-f]+"),
+    re.compile(r"(?i)(\bOSS\s+[A-Za-z0-9.]+:)[A-Za-z0-9+/=]{8,}"),
+    re.compile(
+        r"(?i)((?:x-oss-security-token|security-token|securitytoken|stsToken|accesskeysecret|"
+        r"access_key_secret|x-oss-signature|signature|authorization|password|secret)"
+        r"[\"']?\s*[:=]\s*[\"']?)[^\"'\s,&}]{8,}"
+    ),
+]  # fmt: skip
+
+_secrets_lock = threading.Lock()
+_known_secrets: set[str] = set()
+
+
+def _remember_secrets(settings: Settings) -> None:
+    values = {settings.access_key_secret, settings.jwt_secret or "", *settings.dev_users.values()}
+    with _secrets_lock:
+        _known_secrets.update(v for v in values if len(v) >= 6)
+
+
+def redact(text: str) -> str:
+    """``text`` with every known secret value and credential-shaped substring masked."""
+    with _secrets_lock:
+        known = sorted(_known_secrets, key=len, reverse=True)
+    for value in known:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message (arguments merged in) through ``redact``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, extras."""
+
+    _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+        "message",
+        "asctime",
+        "request_id",
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+        }
+        for key, value in vars(record).items():
+            if key not in self._STANDARD and not key.startswith("_"):
+                entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+_handler_lock = threading.Lock()
+_handler: logging.Handler | None = None
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    """Install one redacting handler on the root logger (once per process)."""
+    global _handler
+    with _handler_lock:
+        root = logging.getLogger()
+        if _handler is None:
+            _handler = logging.StreamHandler()
+            _handler.addFilter(RedactingFilter())
+            root.addHandler(_handler)
+        _handler.setFormatter(
+            JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT)
+        )
+        root.setLevel(level)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    _remember_secrets(settings)
+    configure_logging(settings.log_format, settings.log_level)
+    access = logging.getLogger("server.access")
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response):
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "-")
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if settings.access_log:
+            access.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - g.get("started", 0)) * 1000, 2),
+                },
+            )
+        return response
