@@ -334,8 +334,8 @@ _DEV_LOGIN = {
                         "type": "object",
                         "required": ["username", "password"],
                         "properties": {
-                            "username": {"type": "string", "maxLength": 256},
-                            "password": {"type": "string", "maxLength": 1024},
+                            "username": {"type": "string", "minLength": 1, "maxLength": 256},
+                            "password": {"type": "string", "minLength": 1, "maxLength": 1024},
                         },
                     }
                 }
