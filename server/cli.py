@@ -10,6 +10,7 @@ from server import create_app
 from server.config import ConfigError
 from server.cors_cli import cors_group
 from server.demo import demo_command
+from server.doctor import doctor_command
 from server.emulator.cli import emulator_command
 from server.uploads_cli import uploads_group
 
@@ -31,3 +32,4 @@ main.add_command(emulator_command)
 main.add_command(demo_command)
 main.add_command(uploads_group)
 main.add_command(cors_group)
+main.add_command(doctor_command)

@@ -1,0 +1,182 @@
+"""``ossgate doctor``: check a deployment's configuration against the real services.
+
+Each check says ok, warn or fail with one line of reason and what to do; the command exits
+non-zero when any check fails. Checks are read-only: one AssumeRole for a probe user, one
+listing of at most one key under the upload prefix, anonymous CORS preflights, and DNS
+lookups of the callback hosts (the callback URL itself is never requested).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import click
+import oss2
+from flask.cli import with_appcontext
+
+from server.bucket_access import oss_endpoint, reader_bucket
+from server.cors_admin import CorsAdminError, check_preflights
+from server.grants import grant_upload
+from server.identity import user_key
+from server.services import Services, services
+from server.sts_client import StsError
+
+#: OSS refuses requests more than 15 minutes off (RequestTimeTooSkewed); warn well before.
+SKEW_FAIL_SECONDS = 15 * 60
+SKEW_WARN_SECONDS = 60
+PROBE_USER = "ossgate-doctor"
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    status: str  # "ok", "warn" or "fail"
+    detail: str
+
+
+def _credentials(app: Services) -> Finding:
+    try:
+        grant = grant_upload(user_key(PROBE_USER), app.destination, app.credentials)
+    except StsError as exc:
+        return Finding(
+            "credentials",
+            "fail",
+            f"AssumeRole on {app.settings.sts_role_arn} failed ({exc.code}): check "
+            "ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET (need sts:AssumeRole on the role) and "
+            "OSSGATE_STS_ROLE_ARN",
+        )
+    until = f"{grant.credentials.expiration:%H:%M}Z"
+    return Finding(
+        "credentials", "ok", f"AssumeRole works; a user gets {grant.prefix}* until {until}"
+    )
+
+
+def _bucket_and_clock(app: Services, now: Callable[[], datetime]) -> list[Finding]:
+    try:
+        bucket = reader_bucket(app.settings, app.destination, app.credentials)
+        result = bucket.list_objects(
+            prefix=app.destination.prefix_template.split("{")[0], max_keys=1
+        )
+    except StsError as exc:
+        return [Finding("bucket", "fail", f"no server read credentials ({exc.code})")]
+    except oss2.exceptions.OssError as exc:
+        return [
+            Finding(
+                "bucket",
+                "fail",
+                f"listing {app.destination.bucket} at {oss_endpoint(app.settings)} failed "
+                f"({exc.code or exc.status}): the role needs oss:ListObjects and oss:GetObject "
+                "under the upload prefix (see README, RAM)",
+            )
+        ]
+    findings = [Finding("bucket", "ok", f"{app.destination.bucket} is reachable and listable")]
+    date = result.headers.get("Date")
+    if not date:
+        return [*findings, Finding("clock", "warn", "OSS sent no Date header to compare with")]
+    skew = abs((parsedate_to_datetime(date) - now()).total_seconds())
+    if skew > SKEW_FAIL_SECONDS:
+        status = "fail"
+    elif skew > SKEW_WARN_SECONDS:
+        status = "warn"
+    else:
+        status = "ok"
+    return [*findings, Finding("clock", status, f"{skew:.0f} s from OSS's clock (limit 900 s)")]
+
+
+def _cors(app: Services) -> list[Finding]:
+    origins = app.settings.cors_origins
+    if not origins:
+        return [Finding("cors", "warn", "OSSGATE_CORS_ORIGINS is empty: no browser origin set")]
+    findings = []
+    for origin in origins:
+        try:
+            report = check_preflights(
+                oss_endpoint(app.settings), app.destination.bucket, origin, timeout=5.0
+            )
+        except CorsAdminError as exc:
+            findings.append(Finding("cors", "fail", f"{origin}: {exc}"))
+            continue
+        if report.passed:
+            findings.append(
+                Finding("cors", "ok", f"{origin}: every preflight ali-oss sends passes")
+            )
+        else:
+            failed = [r.method for r in report.results if not r.passed]
+            if not report.etag_exposed:
+                failed.append("ETag not exposed")
+            findings.append(
+                Finding(
+                    "cors",
+                    "fail",
+                    f"{origin}: {', '.join(failed)} refused: run `ossgate cors apply`",
+                )
+            )
+    return findings
+
+
+def _public_address(host: str) -> tuple[bool, str]:
+    """Whether every address ``host`` resolves to is public, and what it resolved to."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        return False, f"does not resolve ({exc.strerror})"
+    addresses = sorted({info[4][0] for info in infos})
+    private = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_global]
+    if private:
+        return False, f"resolves to non-public {', '.join(private)}"
+    return True, f"resolves to {', '.join(addresses)}"
+
+
+def _callback(app: Services) -> list[Finding]:
+    callback = app.destination.callback
+    if callback is None:
+        return [
+            Finding("callback", "warn", "OSSGATE_CALLBACK_URL is not set: uploads are not recorded")
+        ]
+    findings = []
+    for url in callback.urls:
+        parts = urlsplit(url)
+        public, detail = _public_address(parts.hostname or "")
+        if not public:
+            findings.append(
+                Finding(
+                    "callback",
+                    "fail",
+                    f"{url} {detail}: OSS cannot call it (fine only with the emulator)",
+                )
+            )
+        elif parts.scheme != "https":
+            findings.append(Finding("callback", "warn", f"{url} {detail}; use https"))
+        else:
+            findings.append(Finding("callback", "ok", f"{url} {detail}"))
+    return findings
+
+
+def run_checks(
+    app: Services, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> list[Finding]:
+    return [
+        _credentials(app),
+        *_bucket_and_clock(app, now),
+        *_cors(app),
+        *_callback(app),
+    ]
+
+
+@click.command("doctor")
+@with_appcontext
+def doctor_command() -> None:
+    """Check credentials, role, bucket, CORS, callback URL and clock; non-zero on failure."""
+    findings = run_checks(services())
+    width = max(len(f.check) for f in findings)
+    for finding in findings:
+        click.echo(f"{finding.status.upper():4}  {finding.check:<{width}}  {finding.detail}")
+    failed = [f for f in findings if f.status == "fail"]
+    if failed:
+        raise click.exceptions.Exit(1)
