@@ -25,6 +25,7 @@ from server import (
     observability,
     openapi,
     pages,
+    post_policy_api,
     token_api,
     uploads_api,
 )
@@ -114,6 +115,7 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(token_api.bp)
+    app.register_blueprint(post_policy_api.bp)
     app.register_blueprint(uploads_api.bp)
     app.register_blueprint(callback_api.bp)
     app.register_blueprint(openapi.bp)

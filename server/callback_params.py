@@ -26,8 +26,32 @@ class CallbackTooLarge(ValueError):
     """The configured callback cannot be sent: an encoded header would exceed 5 KB."""
 
 
-def _encoded_size(document: dict) -> int:
-    return len(base64.b64encode(json.dumps(document, separators=(",", ":")).encode()))
+def encode_param(document: dict) -> str:
+    """Base64 of compact JSON: how ``x-oss-callback`` and ``x-oss-callback-var`` are sent."""
+    return base64.b64encode(json.dumps(document, separators=(",", ":")).encode()).decode()
+
+
+def callback_document(options: dict) -> dict:
+    """The ``x-oss-callback`` document ali-oss builds from ``options.callback``.
+
+    Used for the size check here and for PostObject's ``callback`` form field, so a form
+    upload triggers exactly the callback a PUT with ``options.callback`` does.
+    """
+    document: dict = {
+        "callbackUrl": quote(options["url"], safe=";/?:@&=+$,#-_.!~*'()%"),
+        "callbackBody": options["body"],
+        "callbackBodyType": options["contentType"],
+    }
+    if options.get("host"):
+        document["callbackHost"] = options["host"]
+    if options.get("callbackSNI"):
+        document["callbackSNI"] = True
+    return document
+
+
+def callback_variables(options: dict) -> dict[str, str]:
+    """The ``x-oss-callback-var`` document: custom values with the ``x:`` prefix."""
+    return {f"x:{k}": v for k, v in options["customValue"].items()}
 
 
 def callback_options(destination: Destination, user: UserKey) -> dict | None:
@@ -42,18 +66,11 @@ def callback_options(destination: Destination, user: UserKey) -> dict | None:
     options["callbackSNI"] = settings.sni
     options["customValue"] = {"uid": user.key}
 
-    header = {
-        "callbackUrl": quote(url, safe=";/?:@&=+$,#-_.!~*'()%"),
-        "callbackBody": settings.body,
-    }
-    header["callbackBodyType"] = settings.body_type
-    if settings.host:
-        header["callbackHost"] = settings.host
-    if settings.sni:
-        header["callbackSNI"] = True
-    variables = {f"x:{k}": v for k, v in options["customValue"].items()}
-    for name, document in (("x-oss-callback", header), ("x-oss-callback-var", variables)):
-        size = _encoded_size(document)
+    for name, document in (
+        ("x-oss-callback", callback_document(options)),
+        ("x-oss-callback-var", callback_variables(options)),
+    ):
+        size = len(encode_param(document))
         if size > MAX_ENCODED_PARAM_BYTES:
             raise CallbackTooLarge(f"{name} would be {size} bytes (OSS allows 5 KB)")
     return options

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from server.post_policy_api import CONTENT_TYPE_PATTERN, MAX_CONTENT_TYPE_CHARS, MAX_FILENAME_CHARS
+
 bp = Blueprint("openapi", __name__)
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -151,6 +153,17 @@ _SCHEMAS: dict = {
             "size": {"type": "integer"},
             "etag": {"type": "string"},
             "contentType": {"type": "string"},
+        },
+    },
+    "PostPolicy": {
+        "type": "object",
+        "description": "Post every field, then the file as the last part, to url (form-data)",
+        "required": ["url", "fields", "key", "expiresAt"],
+        "properties": {
+            "url": {"type": "string"},
+            "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+            "key": {"type": "string"},
+            "expiresAt": {"type": "string", "format": "date-time"},
         },
     },
     "Health": {
@@ -365,9 +378,57 @@ _DEV_LOGIN = {
 }
 
 
+def _post_policy_operation(max_bytes: int) -> dict:
+    return {
+        "post": {
+            "summary": "A V4-signed PostObject form for one upload (the server picks the key)",
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["filename", "size", "contentType"],
+                            "properties": {
+                                "filename": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": MAX_FILENAME_CHARS,
+                                },
+                                "size": {"type": "integer", "minimum": 1, "maximum": max_bytes},
+                                "contentType": {
+                                    "type": "string",
+                                    "maxLength": MAX_CONTENT_TYPE_CHARS,
+                                    "pattern": CONTENT_TYPE_PATTERN,
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Form fields (Cache-Control: no-store)",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/PostPolicy"}}
+                    },
+                },
+                "400": _error_response("Malformed request body."),
+                "413": _error_response("The declared size is over the limit."),
+                "415": _error_response("Content type not allowed, or the body is not JSON."),
+                **_TOKEN_RESPONSES,
+            },
+        }
+    }
+
+
 def document() -> dict:
     """The OpenAPI document for this app (the dev login only when it is enabled)."""
     paths = dict(_PATHS)
+    paths["/api/post-policy"] = _post_policy_operation(
+        current_app.config["OSSGATE"].max_upload_bytes
+    )
     if "dev_login" in current_app.blueprints:
         paths["/api/dev/login"] = _DEV_LOGIN
     return {

@@ -15,6 +15,7 @@ from flask import Blueprint, jsonify, request
 from server.auth import current_user, require_user
 from server.errors import APIError
 from server.grants import UploadGrant, grant_upload
+from server.identity import UserKey
 from server.services import services
 from server.sts_client import StsConfigurationError, StsUnavailable
 
@@ -58,23 +59,13 @@ def _mobile_shape(grant: UploadGrant) -> dict:
     }
 
 
-@bp.route("/sts-token", methods=["POST", "GET"])
-@require_user
-def sts_token():
-    """STS credentials confined to the caller's prefix, plus callback parameters and limits.
-
-    Query: ``format=mobile`` for the mobile SDK shape. Response: see DESIGN.md §3.
-    Errors: 401 (token), 429 (rate limit, with Retry-After), 503 (STS unreachable or
-    throttling, with Retry-After), 500 (server misconfigured; details only in the log).
-    """
-    shape = request.args.get("format", "browser")
-    if shape not in ("browser", "mobile"):
-        raise APIError(400, "invalid_request", "format must be 'mobile' or left out")
+def issue_grant(user: UserKey) -> UploadGrant:
+    """The user's grant for the default destination, STS failures mapped to HTTP errors:
+    503 with Retry-After while STS is unreachable or throttling, a generic 500 (details only
+    in the log) when STS refuses the server's configuration."""
     app_services = services()
-    user = current_user().user
-    app_services.rate_limit.check(user.key)
     try:
-        grant = grant_upload(user, app_services.destination, app_services.credentials)
+        return grant_upload(user, app_services.destination, app_services.credentials)
     except StsUnavailable as exc:
         raise APIError(
             503,
@@ -87,6 +78,23 @@ def sts_token():
         raise APIError(
             500, "internal_error", "Upload credentials cannot be issued (server error)."
         ) from None
+
+
+@bp.route("/sts-token", methods=["POST", "GET"])
+@require_user
+def sts_token():
+    """STS credentials confined to the caller's prefix, plus callback parameters and limits.
+
+    Query: ``format=mobile`` for the mobile SDK shape. Response: see DESIGN.md §3.
+    Errors: 401 (token), 429 (rate limit, with Retry-After), 503 (STS unreachable or
+    throttling, with Retry-After), 500 (server misconfigured; details only in the log).
+    """
+    shape = request.args.get("format", "browser")
+    if shape not in ("browser", "mobile"):
+        raise APIError(400, "invalid_request", "format must be 'mobile' or left out")
+    user = current_user().user
+    services().rate_limit.check(user.key)
+    grant = issue_grant(user)
     body = _mobile_shape(grant) if shape == "mobile" else _browser_shape(grant)
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"

@@ -40,6 +40,7 @@ from server.emulator.oss_bucket_ops import BucketOperations
 from server.emulator.oss_call import IMPLEMENTED_SUB_RESOURCES, SUB_RESOURCES, Call
 from server.emulator.oss_errors import OSSError
 from server.emulator.oss_multipart_ops import MultipartOperations
+from server.emulator.oss_post_object import is_post_object, post_object
 from server.emulator.principal import Principal
 from server.emulator.storage import BucketStore
 
@@ -162,6 +163,11 @@ class OSSApp(BucketOperations, MultipartOperations):
                 f"The emulator does not implement the {sorted(unsupported)[0]} sub-resource.",
                 501,
             )
+
+        if is_post_object(request, target):
+            # PostObject is signed by its form fields; OSS ignores header and URL signatures
+            # on it (PostObject reference), so it is routed before they are checked.
+            return post_object(self, request, target, request_id)
 
         signed = SignedRequest(
             method=request.method,

@@ -77,8 +77,6 @@ class BucketOperations(OperationBase):
                     "by all users of the system. Please select a different name and try again.",
                     BucketName=cfg.bucket,
                 )
-            if method == "POST" and call.request.mimetype == "multipart/form-data":
-                raise OSSError("NotImplemented", "PostObject is not implemented yet.", 501)
         raise OSSError(
             "MethodNotAllowed", "The specified method is not allowed against this resource."
         )

@@ -29,6 +29,22 @@ def api_schema(emulator: Emulator):
     return schemathesis.openapi.from_wsgi("/api/openapi.json", app)
 
 
+def _exercise(operation, headers: dict[str, str], excluded: list) -> None:
+    """Run hypothesis over one operation's generated requests."""
+
+    @given(case=operation.as_strategy())
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    def exercise(case) -> None:
+        case.call_and_validate(headers=headers, excluded_checks=excluded)
+
+    exercise()
+
+
 def test_every_operation_conforms_to_the_document(api_schema) -> None:
     headers = {"Authorization": f"Bearer {jwt_for('schema-user', lifetime=3600)}"}
     covered = []
@@ -40,17 +56,7 @@ def test_every_operation_conforms_to_the_document(api_schema) -> None:
         # only OSS can sign) are rightly refused with 4xx even when they match the schema.
         excluded = [checks.positive_data_acceptance] if name in OPAQUE_INPUTS else []
 
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=EXAMPLES_PER_OPERATION,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-        )
-        def exercise(case) -> None:
-            case.call_and_validate(headers=headers, excluded_checks=excluded)
-
-        exercise()
+        _exercise(operation, headers, excluded)
     assert "POST /api/sts-token" in covered
     assert "POST /oss/callback" in covered
     assert "GET /api/uploads" in covered
