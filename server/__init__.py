@@ -29,6 +29,7 @@ from server import (
     token_api,
     uploads_api,
 )
+from server.bucket_access import ServerBucket
 from server.callback_keys import PublicKeyStore
 from server.callback_params import callback_options
 from server.config import ConfigError, Settings, load_settings
@@ -83,19 +84,21 @@ def create_app(
     _check_callback_fits(settings)
     sts = sts_client or AliyunStsClient(settings)
     database_url = settings.database_url or default_database_url(app.instance_path)
+    credentials = CredentialCache(
+        sts,
+        duration_seconds=settings.sts_duration_seconds,
+        refresh_margin_seconds=settings.sts_refresh_margin_seconds,
+        max_entries=settings.credential_cache_size,
+    )
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         destination=destination,
         sts_client=sts,
-        credentials=CredentialCache(
-            sts,
-            duration_seconds=settings.sts_duration_seconds,
-            refresh_margin_seconds=settings.sts_refresh_margin_seconds,
-            max_entries=settings.credential_cache_size,
-        ),
+        credentials=credentials,
         rate_limit=UserRateLimit(settings),
         records=UploadRecords(make_engine(database_url)),
         key_store=PublicKeyStore(settings.callback_trusted_key_urls),
+        server_bucket=ServerBucket(settings, destination, credentials),
     )
     if settings.cors_origins:
         CORS(

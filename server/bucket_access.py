@@ -11,9 +11,11 @@ nothing but ``sts:AssumeRole``.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 
 import oss2
+import requests
 
 from server.config import Settings
 from server.credential_cache import CredentialCache
@@ -66,29 +68,54 @@ class ObjectFacts:
     content_type: str
 
 
-def reader_bucket(
-    settings: Settings, destination: Destination, cache: CredentialCache
-) -> oss2.Bucket:
-    """An oss2 Bucket on the server's cached read credentials (raises StsError)."""
-    policy = reader_policy(destination)
-    credentials = cache.get(
-        cache_key=f"server:{destination.name}:{policy_fingerprint(policy)}",
-        session_name=READER_SESSION_NAME,
-        policy=policy,
-    ).credentials
-    auth = oss2.StsAuth(
-        credentials.access_key_id,
-        credentials.access_key_secret,
-        credentials.security_token,
-        auth_version=oss2.AUTH_VERSION_4,
-    )
-    return oss2.Bucket(
-        auth,
-        oss_endpoint(settings),
-        destination.bucket,
-        region=settings.region_id,
-        connect_timeout=HEAD_TIMEOUT_SECONDS,
-    )
+class ServerBucket:
+    """The server's read-only oss2 Bucket, reused while its cached credentials last.
+
+    One connection pool for every callback's HEAD (a new Bucket per call meant a new TCP and
+    TLS connection each time), and proxies read from the environment once at start instead
+    of requests looking them up, with ``.netrc``, on every call.
+    """
+
+    def __init__(
+        self, settings: Settings, destination: Destination, cache: CredentialCache
+    ) -> None:
+        self.settings = settings
+        self.destination = destination
+        self.cache = cache
+        self.endpoint = oss_endpoint(settings)
+        self.policy = reader_policy(destination)
+        self._cache_key = f"server:{destination.name}:{policy_fingerprint(self.policy)}"
+        self._session = oss2.Session()
+        self._session.session.trust_env = False
+        self._proxies = requests.utils.get_environ_proxies(self.endpoint) or None
+        self._lock = threading.Lock()
+        self._current: tuple[str, oss2.Bucket] | None = None
+
+    def bucket(self) -> oss2.Bucket:
+        """An oss2 Bucket on the current read credentials (raises StsError)."""
+        credentials = self.cache.get(
+            cache_key=self._cache_key, session_name=READER_SESSION_NAME, policy=self.policy
+        ).credentials
+        with self._lock:
+            if self._current is not None and self._current[0] == credentials.access_key_id:
+                return self._current[1]
+            auth = oss2.StsAuth(
+                credentials.access_key_id,
+                credentials.access_key_secret,
+                credentials.security_token,
+                auth_version=oss2.AUTH_VERSION_4,
+            )
+            bucket = oss2.Bucket(
+                auth,
+                self.endpoint,
+                self.destination.bucket,
+                region=self.settings.region_id,
+                session=self._session,
+                connect_timeout=HEAD_TIMEOUT_SECONDS,
+                proxies=self._proxies,
+            )
+            self._current = (credentials.access_key_id, bucket)
+            return bucket
 
 
 def head(bucket: oss2.Bucket, key: str) -> ObjectFacts | None:

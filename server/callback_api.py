@@ -20,7 +20,7 @@ import oss2
 from flask import Blueprint, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from server.bucket_access import head, reader_bucket
+from server.bucket_access import head
 from server.callbacks import CallbackError, verify_callback_request
 from server.errors import APIError
 from server.records import SOURCE_CALLBACK
@@ -70,7 +70,7 @@ def oss_callback():
     if owner is None:
         raise APIError(403, "outside_prefix", "The object is not under any user's upload prefix.")
     try:
-        facts = head(reader_bucket(app.settings, destination, app.credentials), callback.object)
+        facts = head(app.server_bucket.bucket(), callback.object)
     except (StsError, oss2.exceptions.OssError, OSError):
         log.exception("confirming a callback's object failed; reconcile will find it")
         raise APIError(

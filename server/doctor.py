@@ -20,7 +20,7 @@ import click
 import oss2
 from flask.cli import with_appcontext
 
-from server.bucket_access import oss_endpoint, reader_bucket
+from server.bucket_access import oss_endpoint
 from server.cors_admin import CorsAdminError, check_preflights
 from server.grants import grant_upload
 from server.identity import user_key
@@ -59,7 +59,7 @@ def _credentials(app: Services) -> Finding:
 
 def _bucket_and_clock(app: Services, now: Callable[[], datetime]) -> list[Finding]:
     try:
-        bucket = reader_bucket(app.settings, app.destination, app.credentials)
+        bucket = app.server_bucket.bucket()
         result = bucket.list_objects(
             prefix=app.destination.prefix_template.split("{")[0], max_keys=1
         )

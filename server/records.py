@@ -106,10 +106,13 @@ class RecordOutcome:
     changed: bool  # new or updated; False for a duplicate
 
 
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:  # SQLite hands back naive datetimes
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _aware(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _to_record(row: Upload) -> UploadRecord:
@@ -202,37 +205,43 @@ class UploadRecords:
             "updated_at": now,
         }
         table = Upload.__table__
+        where_key = (Upload.bucket == bucket) & (Upload.object_key == key)
+        with Session(self.engine) as session:
+            existing = session.execute(select(Upload).where(where_key)).scalar_one_or_none()
+            if (
+                existing is not None
+                and existing.etag == etag
+                and (existing.source == SOURCE_CALLBACK or source != SOURCE_CALLBACK)
+            ):
+                # A duplicate (OSS retry, reconcile after the callback): read-only, so it
+                # never waits for a write lock.
+                return RecordOutcome(_to_record(existing), created=False, changed=False)
+        statement = self._insert().values(**values)
+        excluded = statement.excluded
+        newer = table.c.etag != excluded.etag
+        confirm = (table.c.etag == excluded.etag) & (excluded.source == SOURCE_CALLBACK)
+        statement = statement.on_conflict_do_update(
+            index_elements=["bucket", "object_key"],
+            set_={
+                "etag": excluded.etag,
+                "size": excluded.size,
+                "content_type": excluded.content_type,
+                "owner": excluded.owner,
+                "destination": excluded.destination,
+                "source": excluded.source,
+                "custom_json": excluded.custom_json,
+                "updated_at": excluded.updated_at,
+            },
+            where=newer | (confirm & (table.c.source != SOURCE_CALLBACK)),
+        )
         with Session(self.engine) as session, session.begin():
-            before = session.execute(
-                select(Upload.id, Upload.etag, Upload.source).where(
-                    Upload.bucket == bucket, Upload.object_key == key
-                )
-            ).first()
-            statement = self._insert().values(**values)
-            excluded = statement.excluded
-            newer = table.c.etag != excluded.etag
-            confirm = (table.c.etag == excluded.etag) & (excluded.source == SOURCE_CALLBACK)
-            statement = statement.on_conflict_do_update(
-                index_elements=["bucket", "object_key"],
-                set_={
-                    "etag": excluded.etag,
-                    "size": excluded.size,
-                    "content_type": excluded.content_type,
-                    "owner": excluded.owner,
-                    "destination": excluded.destination,
-                    "source": excluded.source,
-                    "custom_json": excluded.custom_json,
-                    "updated_at": excluded.updated_at,
-                },
-                where=newer | (confirm & (table.c.source != SOURCE_CALLBACK)),
-            )
             session.execute(statement)
-            row = session.execute(
-                select(Upload).where(Upload.bucket == bucket, Upload.object_key == key)
-            ).scalar_one()
+            row = session.execute(select(Upload).where(where_key)).scalar_one()
             record = _to_record(row)
-        created = before is None
-        changed = created or before.etag != etag or before.source != record.source
+        # Ours when the row carries our own timestamp (another writer may have won the race).
+        created = existing is None and _aware(record.created_at) == now
+        before = (existing.etag, existing.source) if existing is not None else None
+        changed = before != (record.etag, record.source)
         return RecordOutcome(record, created=created, changed=changed)
 
     def get(self, bucket: str, key: str) -> UploadRecord | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from server.bucket_access import ServerBucket
 from server.callback_keys import PublicKeyStore
 from server.config import Settings
 from server.credential_cache import CredentialCache
@@ -30,6 +31,7 @@ class Services:
     rate_limit: UserRateLimit
     records: UploadRecords
     key_store: PublicKeyStore
+    server_bucket: ServerBucket
 
 
 def services() -> Services:

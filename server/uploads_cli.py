@@ -9,7 +9,6 @@ import oss2
 from flask import current_app
 from flask.cli import AppGroup
 
-from server.bucket_access import reader_bucket
 from server.reconcile import reconcile
 from server.services import services
 from server.sts_client import StsError
@@ -34,9 +33,7 @@ def reconcile_command(since: str | None) -> None:
     app_services = services()
     since_time = _since(since)
     try:
-        bucket = reader_bucket(
-            app_services.settings, app_services.destination, app_services.credentials
-        )
+        bucket = app_services.server_bucket.bucket()
         report = reconcile(bucket, app_services.destination, app_services.records, since=since_time)
     except StsError as exc:
         raise click.ClickException(f"STS refused the reconcile credentials: {exc}") from None
