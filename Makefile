@@ -9,7 +9,7 @@ VENDOR := static/vendor/aliyun-oss-sdk.min.js
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all demo test lint format bench wrk chromium postgresql emulator clean
+.PHONY: all demo test lint format bench wrk chromium postgresql redis emulator clean
 
 all: $(BIN)/ossgate $(VENDOR)
 
@@ -39,13 +39,19 @@ postgresql:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
 
+# Debian's Redis server for the several-instance tests (shared rate limits).
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server; }
+
 demo: all
 	$(BIN)/ossgate demo
 
 emulator: all
 	$(BIN)/ossgate emulator
 
-test: all chromium postgresql
+test: all chromium postgresql redis
 	$(BIN)/pytest
 
 lint: all

@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 
-from bench import token_endpoint
+from bench import callback_endpoint, page_upload, token_endpoint
 from bench.harness import Benchmark, Options, Row, format_table
 from bench.processes import GUNICORN_SETTINGS
 from bench.wrk import WrkMissing, wrk_binary
@@ -21,6 +21,8 @@ from bench.wrk import WrkMissing, wrk_binary
 #: Every benchmark, in the order they run. Add new ones here.
 BENCHMARKS: list[Benchmark] = [
     Benchmark("token", token_endpoint.run),
+    Benchmark("callback", callback_endpoint.run),
+    Benchmark("page_upload", page_upload.run),
 ]
 
 

@@ -94,6 +94,8 @@ class Settings:
     log_format: str
     log_level: str
     access_log: bool
+    oss_sdk_url: str | None
+    oss_sdk_sri: str | None
 
     @property
     def region_id(self) -> str:
@@ -286,6 +288,26 @@ def _choice(
     return value
 
 
+_SRI = re.compile(r"sha(256|384|512)-[A-Za-z0-9+/]+={0,2}")
+
+
+def _sdk_source(reader: _Reader) -> dict[str, str | None]:
+    """Where the page loads ali-oss from: self-hosted by default, or a CDN build with SRI."""
+    url = reader.text("OSSGATE_OSS_SDK_URL")
+    sri = reader.text("OSSGATE_OSS_SDK_SRI")
+    if url is None:
+        if sri is not None:
+            raise ConfigError("OSSGATE_OSS_SDK_SRI is set but OSSGATE_OSS_SDK_URL is not")
+        return {"oss_sdk_url": None, "oss_sdk_sri": None}
+    _check_http_url("OSSGATE_OSS_SDK_URL", url, allow_http=False)
+    if sri is None or not _SRI.fullmatch(sri):
+        raise ConfigError(
+            "OSSGATE_OSS_SDK_SRI must be the bundle's integrity hash (sha384-…) when "
+            "OSSGATE_OSS_SDK_URL is set, so a changed CDN file is refused by the browser"
+        )
+    return {"oss_sdk_url": url, "oss_sdk_sri": sri}
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Validate ``env`` (the process environment, or a test's mapping) into Settings."""
     r = _Reader(env)
@@ -380,4 +402,5 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             r, "OSSGATE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
         ),
         access_log=r.boolean("OSSGATE_ACCESS_LOG", False),
+        **_sdk_source(r),
     )

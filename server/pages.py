@@ -1,13 +1,151 @@
-"""The browser-facing page."""
+"""The upload page at ``/``: the HTML shell, the ali-oss bundle it loads and its security headers.
+
+Everything the page does happens in the browser (``static/app.js`` on top of the reusable
+``static/ossgate-upload.js``); the server only renders what the page must know before it can
+ask the API anything: whether the demo login exists, which origins may hand it a bearer token
+by ``postMessage``, where the API lives, and where the ali-oss bundle comes from.
+
+The response carries a strict Content-Security-Policy: scripts and styles only from this
+origin (plus the CDN bundle when one is configured), no inline code, and network access only
+to this origin and the one OSS origin the page uploads to. A page that holds upload
+credentials must not be able to send them anywhere else, even after an injection.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+import ipaddress
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
+from flask import Blueprint, Response, current_app, render_template, url_for
+
+from server.config import Settings
+
+log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
+
+#: Where ``make`` copies the npm ``ali-oss`` browser bundle (never committed).
+VENDOR_BUNDLE = "vendor/aliyun-oss-sdk.min.js"
+#: The emulator settings the demo page may show; the root secret is never among them.
+_SHOWN_EMULATOR_SETTINGS = (
+    "OSSGATE_OSS_ENDPOINT",
+    "OSSGATE_OSS_BUCKET",
+    "OSSGATE_OSS_REGION",
+    "OSSGATE_STS_ENDPOINT",
+    "OSSGATE_STS_ROLE_ARN",
+)
+
+
+@dataclass(frozen=True)
+class SdkSource:
+    """Where the page loads ali-oss from: ``integrity`` is set for a CDN build only."""
+
+    url: str
+    integrity: str | None
+    origin: str | None  # the CDN's origin, for script-src; None when self-hosted
+
+
+def sdk_source(settings: Settings) -> SdkSource:
+    """The self-hosted bundle, or ``OSSGATE_OSS_SDK_URL`` with its ``OSSGATE_OSS_SDK_SRI``
+    (config requires the hash with the URL)."""
+    url = settings.oss_sdk_url
+    if not url:
+        return SdkSource(url_for("static", filename=VENDOR_BUNDLE), None, None)
+    parts = urlsplit(url)
+    return SdkSource(url, settings.oss_sdk_sri, f"{parts.scheme}://{parts.netloc}")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def oss_origin(settings: Settings) -> str:
+    """The one origin ali-oss sends this app's uploads to, as it builds request URLs.
+
+    ali-oss (``getReqUrl``) puts the bucket in front of the endpoint's host (virtual-host
+    style) unless the host is an IP address, in which case the URL has no bucket at all
+    (the emulator reads that as CNAME addressing). Without an endpoint it uses the region's
+    public endpoint over https (the token response says ``secure: true`` then).
+    """
+    if settings.oss_endpoint is None:
+        return f"https://{settings.oss_bucket}.{settings.oss_region}.aliyuncs.com"
+    parts = urlsplit(settings.oss_endpoint)
+    host = parts.hostname or ""
+    if _is_ip(host):
+        return f"{parts.scheme}://{parts.netloc}"
+    return f"{parts.scheme}://{settings.oss_bucket}.{parts.netloc}"
+
+
+def message_origins(settings: Settings) -> tuple[str, ...]:
+    """Origins allowed to embed the page and hand it a bearer token by ``postMessage``.
+
+    The same origins that may call the API (``OSSGATE_CORS_ORIGINS``); a ``*`` there is not
+    carried over: handing tokens to a page must name who may do it.
+    """
+    return tuple(o for o in settings.cors_origins if o != "*")
+
+
+def content_security_policy(settings: Settings, sdk: SdkSource) -> str:
+    """The page's CSP: only this origin, the OSS upload origin and the CDN bundle if any."""
+    scripts = ["'self'"] + ([sdk.origin] if sdk.origin else [])
+    # Only the host apps that may hand the page a token may frame it (clickjacking on the
+    # login form otherwise); modern browsers prefer this over X-Frame-Options.
+    frames = list(message_origins(settings)) or ["'none'"]
+    directives = [
+        "default-src 'none'",
+        f"script-src {' '.join(scripts)}",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        f"connect-src 'self' {oss_origin(settings)}",
+        "form-action 'self'",
+        "base-uri 'none'",
+        f"frame-ancestors {' '.join(frames)}",
+    ]
+    return "; ".join(directives)
+
+
+def _check_bundle(sdk: SdkSource) -> bool:
+    """Whether the self-hosted bundle is there (``make`` copies it); warn once if not.
+
+    The page itself tells the user too (no ``window.OSS``), in their language.
+    """
+    if sdk.origin is not None:
+        return True
+    static = current_app.static_folder
+    present = static is not None and (Path(static) / VENDOR_BUNDLE).is_file()
+    if not present and not current_app.config.get("_OSSGATE_BUNDLE_WARNED"):
+        current_app.config["_OSSGATE_BUNDLE_WARNED"] = True
+        log.warning("static/%s is missing: run `make` to copy the ali-oss bundle", VENDOR_BUNDLE)
+    return present
 
 
 @bp.get("/")
-def index():
-    """The landing page; the upload interface is built on it."""
-    return render_template("index.html", emulator=current_app.config.get("EMULATOR_SETTINGS"))
+def index() -> Response:
+    """The upload page (HTML). No secrets in it: the bearer token stays in the browser."""
+    settings: Settings = current_app.config["OSSGATE"]
+    sdk = sdk_source(settings)
+    _check_bundle(sdk)
+    emulator = current_app.config.get("EMULATOR_SETTINGS") or {}
+    html = render_template(
+        "index.html",
+        sdk=sdk,
+        dev_login=bool(settings.dev_users),
+        message_origins=" ".join(message_origins(settings)),
+        emulator={k: emulator[k] for k in _SHOWN_EMULATOR_SETTINGS if k in emulator},
+        api={
+            "token": url_for("tokens.sts_token"),
+            "uploads": url_for("uploads.list_uploads"),
+            "login": url_for("dev_login.login") if settings.dev_users else "",
+        },
+    )
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = content_security_policy(settings, sdk)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

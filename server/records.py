@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 #: How a record was learned.
@@ -133,20 +135,46 @@ def _to_record(row: Upload) -> UploadRecord:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL and a busy timeout so readers never block."""
+    """An engine for ``url``; SQLite gets WAL and a busy timeout so readers never block.
+
+    The busy timeout (2 s) is well under OSS's 5 s callback deadline, so a locked database
+    still gets a 503 to OSS in time (the upload then waits for reconcile).
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 5, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 2, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.execute("PRAGMA busy_timeout=2000")
             cursor.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+#: Tables are created when an app starts; several processes may start at once.
+_SCHEMA_ATTEMPTS = 5
+
+
+def _create_schema(engine: Engine) -> None:
+    """Create the missing tables and indexes.
+
+    Several processes do this at once on an empty database (gunicorn's workers, two
+    instances starting together): ``create_all`` checks, then creates, so the loser of that
+    race gets "already exists" (SQLite) or a unique violation (PostgreSQL) and would fail to
+    boot. A retry finds the winner's tables and creates nothing.
+    """
+    for attempt in range(_SCHEMA_ATTEMPTS):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except SQLAlchemyError:
+            if attempt == _SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
 
 
 def default_database_url(instance_path: str) -> str:
@@ -159,7 +187,7 @@ class UploadRecords:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        Base.metadata.create_all(engine)
+        _create_schema(engine)
 
     def _insert(self):
         dialect = self.engine.dialect.name

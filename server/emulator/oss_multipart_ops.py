@@ -18,7 +18,7 @@ from server.emulator.oss_call import (
     Call,
 )
 from server.emulator.oss_errors import OSSError
-from server.emulator.oss_object_ops import ObjectOperations
+from server.emulator.oss_object_ops import ObjectOperations, image_info_of
 from server.emulator.storage import IncompleteBody, MultipartUpload
 
 
@@ -118,6 +118,7 @@ class MultipartOperations(ObjectOperations):
         joined = b"".join(bytes.fromhex(p.md5_digest) for p in chosen)
         etag = hashlib.md5(joined).hexdigest().upper() + f"-{len(chosen)}"  # noqa: S324
         written = self.store.assemble(upload.upload_id, chosen)
+        image_info = image_info_of(written.path, upload.content_type) if callback else None
         obj = self.store.commit(
             key,
             written,
@@ -132,7 +133,9 @@ class MultipartOperations(ObjectOperations):
         location = f"http://{call.request.host}/{key}"
         body = docs.complete_result(location, self.config.bucket, key, etag, self.url_encoded(call))
         headers = Headers({"ETag": f'"{etag}"'})
-        return self._finish_write(call, obj, callback, headers, body, "CompleteMultipartUpload")
+        return self._finish_write(
+            call, obj, callback, headers, body, "CompleteMultipartUpload", image_info
+        )
 
     def abort_upload(self, call: Call) -> Response:
         self.authorize(call, "oss:AbortMultipartUpload")

@@ -7,6 +7,7 @@ import mimetypes
 import re
 import time
 from email.utils import formatdate
+from pathlib import Path
 
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
@@ -29,6 +30,14 @@ _KEPT_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Ex
 
 def http_date(epoch: float) -> str:
     return formatdate(epoch, usegmt=True)
+
+
+def image_info_of(path: Path, content_type: str) -> dict[str, str] | None:
+    """``${imageInfo.*}`` of a received, not yet committed file (images only, like OSS)."""
+    if not content_type.startswith("image/"):
+        return None
+    with open(path, "rb") as f:
+        return sniff_image_info(f)
 
 
 class ObjectOperations(OperationBase):
@@ -83,6 +92,8 @@ class ObjectOperations(OperationBase):
             raise OSSError(
                 "InvalidDigest", "The Content-MD5 you specified did not match what we received."
             )
+        fields = self._object_fields(request, key)
+        image_info = image_info_of(written.path, fields["content_type"]) if callback else None
         obj = self.store.commit(
             key,
             written,
@@ -90,10 +101,10 @@ class ObjectOperations(OperationBase):
             last_modified=time.time(),
             object_type="Normal",
             content_md5=md5_b64,
-            **self._object_fields(request, key),
+            **fields,
         )
         headers = Headers({"ETag": f'"{obj.etag}"', "Content-MD5": md5_b64})
-        return self._finish_write(call, obj, callback, headers, b"", "PutObject")
+        return self._finish_write(call, obj, callback, headers, b"", "PutObject", image_info)
 
     def _finish_write(
         self,
@@ -103,17 +114,18 @@ class ObjectOperations(OperationBase):
         headers: Headers,
         body: bytes,
         operation: str,
+        image_info: dict[str, str] | None = None,
     ) -> Response:
         """Answer a write, performing the upload callback first when one was asked for.
 
         As on OSS, a failed callback does not undo the write: the object stays and the
-        client is told ``203 CallbackFailed``.
+        client is told ``203 CallbackFailed``. ``image_info`` comes from the bytes before
+        they were committed (``image_info_of``): once committed, a concurrent overwrite of the
+        same key may already have replaced them.
         """
         if callback is None:
             content_type = "application/xml" if body else None
             return Response(body, status=200, headers=headers, content_type=content_type)
-        with self.store.open_blob(obj) as f:
-            image_info = sniff_image_info(f) if obj.content_type.startswith("image/") else None
         facts = ObjectFacts(
             bucket=self.config.bucket,
             object=obj.key,
@@ -150,7 +162,16 @@ class ObjectOperations(OperationBase):
     def get_object(self, call: Call, head: bool) -> Response:
         key = call.target.key or ""
         self.authorize(call, "oss:GetObject")
-        obj = self.existing(key)
+        if head:
+            obj, blob = self.existing(key), None
+        else:
+            # Open before answering: a concurrent overwrite may delete the blob named by
+            # metadata read a moment earlier, and an open file outlives that.
+            opened = self.store.open_current(key)
+            if opened is None:
+                self.existing(key)  # raises NoSuchKey
+                raise AssertionError("unreachable")
+            obj, blob = opened
         headers = self._object_headers(obj)
         start, length, status = 0, obj.size, 200
         range_header = call.request.headers.get("Range")
@@ -160,12 +181,12 @@ class ObjectOperations(OperationBase):
                 start, length = parsed
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{obj.size}"
-        if head:
+        if blob is None:
             response = Response(status=status, headers=headers)
             response.headers["Content-Length"] = str(length)  # set_data would reset it to 0
             return response
         headers["Content-Length"] = str(length)
-        body = iter_file(self.store.open_blob(obj), start, length)
+        body = iter_file(blob, start, length)
         return Response(body, status=status, headers=headers, direct_passthrough=True)
 
     def _object_headers(self, obj: StoredObject) -> Headers:

@@ -86,7 +86,7 @@ from server.emulator.oss_auth import (
 )
 from server.emulator.oss_call import MAX_PUT_SIZE, SUB_RESOURCES, TOO_LARGE, Call
 from server.emulator.oss_errors import OSSError
-from server.emulator.oss_object_ops import ObjectOperations
+from server.emulator.oss_object_ops import ObjectOperations, image_info_of
 from server.emulator.principal import Principal
 
 # --- protocol constants (PostObject reference unless noted) ---------------------------------
@@ -589,6 +589,8 @@ class _Upload:
                 EC="0006-00000004",
             )
         md5_b64 = base64.b64encode(written.md5).decode()
+        content_type = self._content_type(form, key)
+        image_info = image_info_of(written.path, content_type) if callback is not None else None
         obj = ops.store.commit(
             key,
             written,
@@ -596,7 +598,7 @@ class _Upload:
             last_modified=time.time(),
             object_type="Normal",
             content_md5=md5_b64,
-            content_type=self._content_type(form, key),
+            content_type=content_type,
             user_meta={
                 name.removeprefix("x-oss-meta-"): value
                 for name, value in form.fields.items()
@@ -606,7 +608,7 @@ class _Upload:
         )
         headers = Headers({"ETag": f'"{obj.etag}"', "Content-MD5": md5_b64})
         if callback is not None:
-            return ops._finish_write(call, obj, callback, headers, b"", "PostObject")
+            return ops._finish_write(call, obj, callback, headers, b"", "PostObject", image_info)
         return self._answer(form, key, obj.etag, headers)
 
     def _authenticate(self, form: _Form) -> _Signed:

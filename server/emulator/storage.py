@@ -185,6 +185,22 @@ class BucketStore:
     def open_blob(self, obj: StoredObject) -> BinaryIO:
         return open(self._blobs / obj.blob, "rb")  # noqa: SIM115 - caller closes (streamed)
 
+    def open_current(self, key: str) -> tuple[StoredObject, BinaryIO] | None:
+        """The current version of ``key`` and its bytes, opened together.
+
+        A writer replacing the key deletes the old blob right after its commit, so metadata
+        read a moment ago may name a blob that is gone: read again until both match.
+        """
+        for _ in range(5):
+            obj = self.get(key)
+            if obj is None:
+                return None
+            try:
+                return obj, self.open_blob(obj)
+            except FileNotFoundError:
+                continue
+        raise OSError(f"{key!r} kept changing while being opened")
+
     def receive(self, source: BinaryIO, length: int | None) -> _Written:
         """Stream a request body into a new, not yet committed blob."""
         written = _stream_to_new_file(self._blobs, source, length)

@@ -110,3 +110,72 @@ def test_concurrent_overwrites_end_with_one_whole_version(fresh_emulator: Emulat
     assert final.etag == hashlib.md5(data).hexdigest().upper()  # noqa: S324
     blobs = Path(fresh_emulator.config.data_dir) / "buckets" / "examplebucket" / "blobs"
     assert len(list(blobs.iterdir())) == 1
+
+
+PNG_1x2 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000020806000000"
+    "9977e8c70000000d49444154789c63f8cfc0f01f00050001ff5ca2d1f50000000049454e44ae426082"
+)
+
+
+def _overwrite(store, key: str, data: bytes) -> None:
+    """Another writer's PutObject of ``key``, committed right now."""
+    import io
+
+    written = store.receive(io.BytesIO(data), len(data))
+    store.commit(key, written, etag="0" * 32, last_modified=0.0, content_type="image/png")
+
+
+def test_an_overwrite_right_after_commit_does_not_break_the_callback(
+    fresh_emulator: Emulator, callback_receiver, monkeypatch
+) -> None:
+    """Overwrites delete the previous blob as soon as they commit: the callback's image
+    info must come from the bytes this request stored, not from a blob that may be gone."""
+    import base64
+    import json
+
+    store = fresh_emulator.oss_app.store
+    real_commit = store.commit
+    raced = []
+
+    def commit_then_lose_the_race(key, written, **fields):
+        obj = real_commit(key, written, **fields)
+        if not raced:
+            raced.append(key)
+            _overwrite(store, key, b"not a png")
+        return obj
+
+    monkeypatch.setattr(store, "commit", commit_then_lose_the_race)
+    params = {"callbackUrl": callback_receiver.url, "callbackBody": "h=${imageInfo.height}"}
+    result = root_bucket(fresh_emulator).put_object(
+        "raced.png",
+        PNG_1x2,
+        headers={
+            "Content-Type": "image/png",
+            "x-oss-callback": base64.b64encode(json.dumps(params).encode()).decode(),
+        },
+    )
+    assert raced == ["raced.png"]
+    assert result.status == 200
+    assert [r.body for r in callback_receiver.received] == [b"h=2"]
+
+
+def test_a_reader_racing_an_overwrite_gets_a_whole_object(
+    fresh_emulator: Emulator, monkeypatch
+) -> None:
+    store = fresh_emulator.oss_app.store
+    bucket = root_bucket(fresh_emulator)
+    bucket.put_object("read-race.bin", b"first version")
+    real_get = store.get
+    raced = []
+
+    def stale_get(key):
+        obj = real_get(key)
+        if key == "read-race.bin" and not raced:
+            raced.append(key)
+            _overwrite(store, key, b"second version")  # deletes obj's blob
+        return obj
+
+    monkeypatch.setattr(store, "get", stale_get)
+    assert bucket.get_object("read-race.bin").read() == b"second version"
+    assert raced == ["read-race.bin"]

@@ -72,6 +72,15 @@ def test_secrets_stay_out_of_repr() -> None:
         ({"OSSGATE_JWT_ALGORITHMS": "none"}, "OSSGATE_JWT_ALGORITHMS"),
         ({"OSSGATE_CORS_ORIGINS": "https://app.example.com/path"}, "OSSGATE_CORS_ORIGINS"),
         ({"OSSGATE_DEV_USERS": "nopassword"}, "OSSGATE_DEV_USERS"),
+        ({"OSSGATE_OSS_SDK_URL": "https://cdn.test/oss.js"}, "OSSGATE_OSS_SDK_SRI"),
+        ({"OSSGATE_OSS_SDK_URL": "http://cdn.test/oss.js"}, "OSSGATE_OSS_SDK_URL"),
+        ({"OSSGATE_OSS_SDK_SRI": "sha384-abc"}, "OSSGATE_OSS_SDK_URL"),
+        (
+            {"OSSGATE_OSS_SDK_URL": "https://cdn.test/oss.js", "OSSGATE_OSS_SDK_SRI": "md5-x"},
+            "OSSGATE_OSS_SDK_SRI",
+        ),
+        ({"OSSGATE_LOG_FORMAT": "xml"}, "OSSGATE_LOG_FORMAT"),
+        ({"OSSGATE_LOG_LEVEL": "loud"}, "OSSGATE_LOG_LEVEL"),
     ],
 )
 def test_bad_settings_name_the_variable(change: dict, named: str) -> None:

@@ -1,0 +1,470 @@
+/**
+ * The upload page: sign-in, file picking, one row per upload, "My uploads".
+ *
+ * All upload logic lives in ossgate-upload.js; this file only connects it to the DOM.
+ *
+ * Signing in:
+ * - With the demo login (the server renders data-dev-login="true"), form#login posts to
+ *   /api/dev/login.
+ * - Otherwise the host application hands the page its bearer token, either by writing it to
+ *   sessionStorage under `ossgate.token` before the page loads (same origin), or by posting
+ *   `{type: 'ossgate:token', token}` to this window from an origin listed in
+ *   OSSGATE_CORS_ORIGINS (the page announces itself with `{type: 'ossgate:ready'}` to its
+ *   parent or opener, and posts `{type: 'ossgate:session-expired'}` when the token stops
+ *   working). The token never goes into a URL.
+ *
+ * Upload options (multipart threshold, part size, parallelism, refresh interval and margin,
+ * see DEFAULTS in ossgate-upload.js) may be overridden by setting
+ * `window.ossgateUploadOptions = {...}` before this module runs; the tests and the benchmark
+ * do so to use small parts and short intervals.
+ */
+
+import { MESSAGES, fillText, pickLanguage, translateDocument, translator } from './i18n.js';
+import { Status, Uploader } from './ossgate-upload.js';
+
+export const TOKEN_KEY = 'ossgate.token';
+
+const $ = (selector) => document.querySelector(selector);
+const config = document.body.dataset;
+const language = pickLanguage(navigator.languages || [navigator.language]);
+const t = translator(language);
+const messageOrigins = (config.messageOrigins || '').split(/\s+/).filter(Boolean);
+const rows = new Map(); // Upload -> <li>
+
+// -- small helpers ----------------------------------------------------------------------------
+
+export function formatBytes(bytes) {
+  if (!Number.isFinite(bytes)) return '';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  const digits = unit === 0 || value >= 100 ? 0 : 1;
+  return `${value.toFixed(digits)} ${units[unit]}`;
+}
+
+function element(tag, attributes = {}, text = null) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) continue;
+    node.setAttribute(name, value === true ? '' : String(value));
+  }
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function postToHost(message) {
+  const targets = [window.parent !== window ? window.parent : null, window.opener].filter(Boolean);
+  for (const target of targets) {
+    for (const origin of messageOrigins) target.postMessage(message, origin);
+  }
+}
+
+// -- notices ----------------------------------------------------------------------------------
+
+/** The page-wide message (role=alert); `kind` lets tests and styles tell them apart. */
+function showNotice(kind, text) {
+  const notice = $('#notice');
+  notice.dataset.kind = kind;
+  fillText(notice, text);
+  notice.hidden = false;
+}
+
+function clearNotice(kind = null) {
+  const notice = $('#notice');
+  if (kind === null || notice.dataset.kind === kind) {
+    notice.hidden = true;
+    notice.dataset.kind = '';
+    notice.replaceChildren();
+  }
+}
+
+/** The sentence for an OssgateError, in the page's language. */
+function describe(error) {
+  if (!error) return '';
+  switch (error.kind) {
+    case 'limits':
+      return error.code === 'too_large'
+        ? t('err_too_large', {
+          size: formatBytes(error.detail.size), max: formatBytes(error.detail.maxBytes),
+        })
+        : t('err_type_not_allowed', { type: error.detail.contentType });
+    case 'cors':
+      return error.code === 'cors_expose_etag'
+        ? t('err_cors_expose_etag') : t('err_cors', { origin: location.origin });
+    case 'session':
+      return t('err_session');
+    case 'denied':
+      return t('err_denied', { code: error.code });
+    case 'network':
+      return t('err_network');
+    case 'rate_limited':
+      return t('err_rate_limited', { seconds: error.retryAfter || 60 });
+    case 'unavailable':
+      return t('err_unavailable');
+    case 'credentials':
+      return t('err_credentials', { code: error.code });
+    case 'unconfirmed':
+      return t('unconfirmedHelp');
+    default:
+      return t('err_server', { message: error.message });
+  }
+}
+
+/** Errors about the whole page (not one file) also go to the notice. */
+const PAGE_WIDE = new Set(['cors', 'session', 'network', 'denied', 'unavailable', 'rate_limited']);
+
+// -- the uploader -----------------------------------------------------------------------------
+
+const uploader = new Uploader({
+  ...(window.ossgateUploadOptions || {}),
+  tokenUrl: config.tokenUrl,
+  uploadsUrl: config.uploadsUrl,
+  getBearerToken: token,
+});
+
+uploader.addEventListener('session-expired', () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  postToHost({ type: 'ossgate:session-expired' });
+  showSignedOut();
+  showNotice('session', t('err_session'));
+});
+
+// -- rows -------------------------------------------------------------------------------------
+
+function buildRow(upload) {
+  const li = element('li', { class: 'upload', id: upload.id });
+  const head = element('div', { class: 'row-head' });
+  head.append(
+    element('span', { class: 'file-name', title: upload.file.name }, upload.file.name),
+    element('span', { class: 'file-size' }, formatBytes(upload.file.size)),
+  );
+  const bar = element('progress', { max: '1', value: '0', 'aria-label': upload.file.name });
+  const info = element('div', { class: 'row-info' });
+  info.append(
+    element('span', { class: 'state', role: 'status' }), // announced; progress and speed not
+    element('span', { class: 'parts' }),
+    element('span', { class: 'speed' }),
+    element('span', { class: 'record' }),
+  );
+  const message = element('p', { class: 'message' });
+  const actions = element('div', { class: 'actions' });
+  const cancel = element('button', {
+    type: 'button', class: 'cancel', 'aria-label': t('cancelName', { name: upload.file.name }),
+  }, t('cancel'));
+  const retry = element('button', {
+    type: 'button', class: 'retry', 'aria-label': t('retryName', { name: upload.file.name }),
+  }, t('retry'));
+  cancel.addEventListener('click', () => upload.cancel());
+  retry.addEventListener('click', () => {
+    clearNotice();
+    upload.retry();
+  });
+  actions.append(cancel, retry);
+  li.append(head, bar, info, message, actions);
+  upload.addEventListener('change', () => renderRow(upload));
+  return li;
+}
+
+function renderRow(upload) {
+  const li = rows.get(upload);
+  if (!li) return;
+  li.dataset.status = upload.status;
+  li.dataset.mode = upload.mode;
+  if (upload.key) li.dataset.key = upload.key;
+  li.querySelector('.state').textContent = t(`status_${upload.status}`);
+
+  const bar = li.querySelector('progress');
+  bar.value = upload.status === Status.DONE || upload.status === Status.UNCONFIRMED
+    ? 1 : upload.fraction;
+
+  const parts = li.querySelector('.parts');
+  parts.textContent = upload.mode === 'multipart' && upload.partsTotal
+    ? t('parts', { done: upload.partsDone, total: upload.partsTotal }) : '';
+  const speed = li.querySelector('.speed');
+  speed.textContent = upload.speed > 0 && upload.status !== Status.QUEUED
+    ? t('speed', { rate: formatBytes(upload.speed) }) : '';
+
+  const record = li.querySelector('.record');
+  const data = upload.result && upload.result.data;
+  if (upload.status === Status.DONE && data && data.recordId !== undefined) {
+    li.dataset.recordId = String(data.recordId);
+    record.textContent = t('record', { id: data.recordId });
+  } else {
+    delete li.dataset.recordId;
+    record.textContent = '';
+  }
+
+  const message = li.querySelector('.message');
+  let text = '';
+  if (upload.error) {
+    li.dataset.error = upload.error.kind;
+    text = describe(upload.error);
+  } else {
+    delete li.dataset.error;
+    if (upload.status === Status.DONE && !(data && data.recordId !== undefined)) {
+      text = t('doneNoCallback');
+    } else if (upload.status === Status.UPLOADING && upload._cancelRequested) {
+      text = t('cancelling');
+    } else if (upload.status === Status.UPLOADING && upload.resumedParts > 0) {
+      text = t('resuming', { done: upload.resumedParts, total: upload.partsTotal });
+    }
+  }
+  fillText(message, text);
+  message.hidden = !text;
+
+  const cancel = li.querySelector('.cancel');
+  cancel.hidden = !(upload.status === Status.QUEUED || upload.status === Status.UPLOADING);
+  cancel.disabled = !upload.cancellable;
+  const retry = li.querySelector('.retry');
+  retry.hidden = !upload.retryable;
+  retry.textContent = upload.status === Status.CANCELLED ? t('resume') : t('retry');
+
+  if (upload.error && PAGE_WIDE.has(upload.error.kind)) {
+    showNotice(upload.error.code === 'cors_expose_etag' ? 'cors' : upload.error.kind,
+      describe(upload.error));
+  }
+}
+
+function addFiles(files) {
+  const list = Array.from(files || []);
+  if (list.length === 0 || !token()) return;
+  const batch = document.createDocumentFragment(); // newest batch on top, in chosen order
+  const added = uploader.add(list);
+  for (const upload of added) {
+    const li = buildRow(upload);
+    rows.set(upload, li);
+    batch.append(li);
+  }
+  $('#queue').prepend(batch);
+  for (const upload of added) {
+    renderRow(upload);
+    upload.done.then(() => {
+      renderInterrupted();
+      if (upload.status === Status.DONE || upload.status === Status.UNCONFIRMED) {
+        scheduleUploadsRefresh();
+      }
+    });
+  }
+}
+
+// -- interrupted multipart uploads ------------------------------------------------------------
+
+function renderInterrupted() {
+  const running = new Set(uploader.uploads
+    .filter((u) => u.status === Status.UPLOADING || u.status === Status.QUEUED)
+    .map((u) => u.key));
+  const entries = uploader.interrupted().filter((e) => !running.has(e.key));
+  const list = $('#interrupted-list');
+  list.replaceChildren();
+  for (const entry of entries) {
+    const total = Math.ceil(entry.fileSize / entry.partSize);
+    const li = element('li', { 'data-key': entry.key });
+    li.append(element('span', {}, t('interruptedEntry', {
+      name: entry.fileName, size: formatBytes(entry.fileSize), done: entry.doneParts.length, total,
+    })));
+    const discard = element('button', { type: 'button', class: 'link' }, t('discard'));
+    discard.addEventListener('click', async () => {
+      discard.disabled = true;
+      await uploader.discard(entry);
+      renderInterrupted();
+    });
+    li.append(discard);
+    list.append(li);
+  }
+  $('#interrupted').hidden = entries.length === 0;
+}
+
+// -- My uploads -------------------------------------------------------------------------------
+
+let nextCursor = null;
+let refreshTimer = null;
+
+function scheduleUploadsRefresh() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => loadUploads(), 150);
+}
+
+async function loadUploads(append = false) {
+  const body = $('#uploads-body');
+  let page;
+  try {
+    page = await uploader.listUploads({ limit: 20, cursor: append ? nextCursor : null });
+  } catch (error) {
+    if (error.kind !== 'session') showNotice(error.kind, t('uploadsFailed', { message: error.message }));
+    return;
+  }
+  if (!append) body.replaceChildren();
+  const prefix = uploader.credentials.grant ? uploader.credentials.grant.prefix : '';
+  for (const record of page.uploads) {
+    const tr = element('tr', { 'data-record-id': record.id, 'data-key': record.key });
+    const when = record.createdAt ? new Date(record.createdAt) : null;
+    tr.append(
+      element('td', { class: 'file-cell', title: record.key },
+        record.key.startsWith(prefix) ? record.key.slice(prefix.length) : record.key),
+      element('td', { class: 'num' }, formatBytes(record.size)),
+      element('td', {}, record.contentType || ''),
+      element('td', {}, when ? when.toLocaleString(language === 'zh' ? 'zh-CN' : 'en') : ''),
+      element('td', { class: 'num' }, `#${record.id}`),
+    );
+    body.append(tr);
+  }
+  nextCursor = page.nextCursor;
+  const empty = body.children.length === 0;
+  $('#uploads-table').hidden = empty;
+  $('#uploads-empty').hidden = !empty;
+  $('#more-uploads').hidden = !nextCursor;
+}
+
+// -- signed in / out --------------------------------------------------------------------------
+
+function showSignedOut() {
+  $('#account').hidden = true;
+  $('#uploader').hidden = true;
+  $('#my-uploads').hidden = true;
+  $('#sign-in').hidden = false;
+  const username = document.querySelector('#login input[name=username]');
+  if (username) username.focus();
+}
+
+async function showSignedIn() {
+  $('#sign-in').hidden = true;
+  $('#uploader').hidden = false;
+  $('#my-uploads').hidden = false;
+  let grant;
+  try {
+    grant = await uploader.grant();
+  } catch (error) {
+    if (error.kind !== 'session') showNotice(error.kind, describe(error));
+    return;
+  }
+  clearNotice('session');
+  $('#account').hidden = false;
+  $('#account-prefix').textContent = t('uploadingAs', { prefix: grant.prefix });
+  const types = grant.limits.contentTypes.includes('*/*')
+    ? t('anyType') : grant.limits.contentTypes.join(', ');
+  $('#limits').textContent = t('limits', { size: formatBytes(grant.limits.maxBytes), types });
+  const input = $('#file-input');
+  if (!grant.limits.contentTypes.includes('*/*')) input.accept = grant.limits.contentTypes.join(',');
+  renderInterrupted();
+  loadUploads();
+  document.body.dataset.ready = 'true';
+}
+
+function useToken(value) {
+  sessionStorage.setItem(TOKEN_KEY, value);
+  showSignedIn();
+}
+
+async function logIn(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const error = $('#login-error');
+  const button = form.querySelector('button[type=submit]');
+  error.hidden = true;
+  button.disabled = true;
+  button.textContent = t('signingIn');
+  try {
+    const response = await fetch(config.loginUrl, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({
+        username: form.elements.username.value, password: form.elements.password.value,
+      }),
+      cache: 'no-store',
+      credentials: 'same-origin',
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      error.textContent = response.status === 401
+        ? t('badLogin') : (body.error && body.error.message) || response.statusText;
+      error.hidden = false;
+      return;
+    }
+    const { token: bearer } = await response.json();
+    form.reset();
+    useToken(bearer);
+  } catch {
+    error.textContent = t('err_network');
+    error.hidden = false;
+  } finally {
+    button.disabled = false;
+    button.textContent = t('signIn');
+  }
+}
+
+// -- wiring -----------------------------------------------------------------------------------
+
+function wire() {
+  const login = $('#login');
+  if (login) login.addEventListener('submit', logIn);
+  $('#sign-out').addEventListener('click', () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    clearNotice();
+    showSignedOut();
+  });
+
+  const input = $('#file-input');
+  input.addEventListener('change', () => {
+    addFiles(input.files);
+    input.value = ''; // choosing the same file again (to resume) fires change again
+  });
+
+  const zone = $('#drop-zone');
+  zone.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'copy';
+    zone.classList.add('dragging');
+  });
+  zone.addEventListener('dragleave', () => zone.classList.remove('dragging'));
+  zone.addEventListener('drop', (event) => {
+    event.preventDefault();
+    zone.classList.remove('dragging');
+    addFiles(event.dataTransfer.files);
+  });
+  // A file dropped beside the zone must not make the browser navigate away from the page.
+  for (const type of ['dragover', 'drop']) {
+    window.addEventListener(type, (event) => event.preventDefault());
+  }
+
+  $('#refresh-uploads').addEventListener('click', () => loadUploads());
+  $('#more-uploads').addEventListener('click', () => loadUploads(true));
+
+  window.addEventListener('offline', () => showNotice('network', t('err_network')));
+  window.addEventListener('online', () => clearNotice('network'));
+
+  window.addEventListener('message', (event) => {
+    if (!messageOrigins.includes(event.origin)) return;
+    const data = event.data;
+    if (data && data.type === 'ossgate:token' && typeof data.token === 'string' && data.token) {
+      useToken(data.token);
+    }
+  });
+}
+
+function start() {
+  translateDocument(document, t, language);
+  $('#queue').setAttribute('aria-label', t('queueLabel'));
+  wire();
+  if (typeof window.OSS !== 'function') {
+    showNotice('sdk', t('sdkMissing'));
+  }
+  if (token()) {
+    showSignedIn();
+  } else {
+    showSignedOut();
+    postToHost({ type: 'ossgate:ready' });
+  }
+}
+
+start();
+
+// For people poking at the page from the console (and for tests): the live uploader.
+window.ossgatePage = { uploader, language, messages: MESSAGES };
