@@ -35,7 +35,7 @@ from server.callback_params import callback_options
 from server.config import ConfigError, Settings, load_settings
 from server.credential_cache import CredentialCache
 from server.destinations import default_destination
-from server.errors import register_error_handlers
+from server.errors import refuse_oversize_requests, register_error_handlers
 from server.identity import user_key
 from server.ratelimit import UserRateLimit
 from server.records import UploadRecords, default_database_url, make_engine
@@ -43,6 +43,7 @@ from server.services import EXTENSION_KEY, Services
 from server.sts_client import AliyunStsClient, StsClient
 
 ROOT = Path(__file__).resolve().parent.parent
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def _environment() -> dict[str, str]:
@@ -75,8 +76,13 @@ def create_app(
             {k: v for k, v in test_config.items() if not k.startswith(("OSSGATE_", "ALIBABA_"))}
         )
     app.config["OSSGATE"] = settings
+    # No endpoint takes more than a small JSON or form body; refuse bigger ones (413) before
+    # anything reads them. The callback endpoint has a tighter cap of its own.
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
 
     register_error_handlers(app)
+    refuse_oversize_requests(app)
     observability.init_app(app, settings)
     auth.init_app(app, settings)
     dev_login.check_dev_login_config(settings)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,21 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 def _http_code(exc: HTTPException) -> str:
     return (exc.name or "error").lower().replace(" ", "_")
+
+
+def refuse_oversize_requests(app: Flask) -> None:
+    """413 any request whose declared body exceeds ``MAX_CONTENT_LENGTH``, read or not.
+
+    Werkzeug enforces the limit only when a view reads the body; this refuses it up front on
+    every endpoint, including those that take no body.
+    """
+
+    @app.before_request
+    def _declared_size() -> None:
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        length = request.content_length
+        if limit is not None and length is not None and length > limit:
+            raise RequestEntityTooLarge()
 
 
 def register_error_handlers(app: Flask) -> None:
