@@ -13,7 +13,6 @@ credentials must not be able to send them anywhere else, even after an injection
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, render_template, url_for
 
 from server.config import Settings
+from server.oss_urls import sdk_origin, upload_origins
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
@@ -57,29 +57,9 @@ def sdk_source(settings: Settings) -> SdkSource:
     return SdkSource(url, settings.oss_sdk_sri, f"{parts.scheme}://{parts.netloc}")
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def oss_origin(settings: Settings) -> str:
-    """The one origin ali-oss sends this app's uploads to, as it builds request URLs.
-
-    ali-oss (``getReqUrl``) puts the bucket in front of the endpoint's host (virtual-host
-    style) unless the host is an IP address, in which case the URL has no bucket at all
-    (the emulator reads that as CNAME addressing). Without an endpoint it uses the region's
-    public endpoint over https (the token response says ``secure: true`` then).
-    """
-    if settings.oss_endpoint is None:
-        return f"https://{settings.oss_bucket}.{settings.oss_region}.aliyuncs.com"
-    parts = urlsplit(settings.oss_endpoint)
-    host = parts.hostname or ""
-    if _is_ip(host):
-        return f"{parts.scheme}://{parts.netloc}"
-    return f"{parts.scheme}://{settings.oss_bucket}.{parts.netloc}"
+    """The one origin ali-oss sends this app's uploads to (server.oss_urls)."""
+    return sdk_origin(settings.oss_bucket, settings.oss_region, settings.oss_endpoint)
 
 
 def message_origins(settings: Settings) -> tuple[str, ...]:
@@ -102,7 +82,8 @@ def content_security_policy(settings: Settings, sdk: SdkSource) -> str:
         f"script-src {' '.join(scripts)}",
         "style-src 'self'",
         "img-src 'self' data:",
-        f"connect-src 'self' {oss_origin(settings)}",
+        "connect-src 'self' "
+        + " ".join(upload_origins(settings.oss_bucket, settings.oss_region, settings.oss_endpoint)),
         "form-action 'self'",
         "base-uri 'none'",
         f"frame-ancestors {' '.join(frames)}",

@@ -30,17 +30,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from server.callback_params import callback_document, encode_param
 from server.grants import UploadGrant
+from server.oss_urls import form_url
 
 #: ``x-oss-signature-version`` value and the credential scope's terminator (POST V4 signature).
 V4_ALGORITHM = "OSS4-HMAC-SHA256"
@@ -154,30 +154,6 @@ def encode_policy(document: dict) -> str:
 
 
 # --- the form -------------------------------------------------------------------------------
-
-
-def form_url(bucket: str, region: str, endpoint: str | None) -> str:
-    """Where the browser posts the form.
-
-    OSS takes PostObject on the bucket's own host (``https://bucket.oss-region.aliyuncs.com/``,
-    request line ``POST /``). An endpoint whose host is an IP address or ``localhost`` (the
-    emulator) cannot carry the bucket in its host name, so the bucket goes in the path there.
-    """
-    if endpoint is None:
-        return f"https://{bucket}.{region}.aliyuncs.com/"
-    parts = urlsplit(endpoint)
-    host = parts.hostname or ""
-    if host == "localhost" or _is_ip(host):
-        return f"{parts.scheme}://{parts.netloc}/{bucket}"
-    return f"{parts.scheme}://{bucket}.{parts.netloc}/"
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def callback_field(options: dict) -> str:
