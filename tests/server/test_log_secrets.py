@@ -41,6 +41,10 @@ def test_no_secret_reaches_the_logs(fresh_emulator: Emulator, tmp_path: Path) ->
             timeout=10,
         ).json()
         used.add(login["token"])
+        health = requests.get(f"{app.url}/healthz", timeout=10)
+        # No banner with versions (gunicorn names itself, nothing more).
+        assert not re.search(r"\d", health.headers.get("Server", ""))
+        assert health.headers["X-Content-Type-Options"] == "nosniff"
         grant = grant_for(app.url, "alice")
         used |= {grant["accessKeySecret"], grant["stsToken"]}
         bucket = user_bucket(fresh_emulator, grant)
