@@ -96,6 +96,8 @@ class Settings:
     access_log: bool
     oss_sdk_url: str | None
     oss_sdk_sri: str | None
+    form_upload: str
+    form_upload_types: tuple[str, ...]
 
     @property
     def region_id(self) -> str:
@@ -192,12 +194,12 @@ def _prefix_template(reader: _Reader) -> str:
     return template
 
 
-def _content_types(reader: _Reader) -> tuple[str, ...]:
-    types = tuple(t.lower() for t in reader.items("OSSGATE_ALLOWED_CONTENT_TYPES")) or ("*/*",)
+def _types(reader: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    types = tuple(t.lower() for t in reader.items(name)) or default
     for value in types:
         if not _CONTENT_TYPE.match(value) or value.startswith("*/") and value != "*/*":
             raise ConfigError(
-                "OSSGATE_ALLOWED_CONTENT_TYPES must be a comma-separated list of types such as "
+                f"{name} must be a comma-separated list of types such as "
                 f"image/*, application/pdf or */*; {value!r} is not one"
             )
     return types
@@ -381,7 +383,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_upload_bytes=r.integer(
             "OSSGATE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1, 48_800 * 1024**3
         ),
-        allowed_content_types=_content_types(r),
+        allowed_content_types=_types(r, "OSSGATE_ALLOWED_CONTENT_TYPES", ("*/*",)),
         callback=_callback(r),
         callback_trusted_key_urls=trusted,
         jwt_secret=jwt_secret,
@@ -403,4 +405,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         access_log=r.boolean("OSSGATE_ACCESS_LOG", False),
         **_sdk_source(r),
+        form_upload=_choice(r, "OSSGATE_FORM_UPLOAD", ("off", "auto", "always"), "off"),
+        form_upload_types=_types(r, "OSSGATE_FORM_UPLOAD_TYPES", default=()),
     )

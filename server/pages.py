@@ -118,11 +118,14 @@ def index() -> Response:
         sdk=sdk,
         dev_login=bool(settings.dev_users),
         message_origins=" ".join(message_origins(settings)),
+        form_upload=settings.form_upload,
+        form_upload_types=",".join(settings.form_upload_types),
         emulator={k: emulator[k] for k in _SHOWN_EMULATOR_SETTINGS if k in emulator},
         api={
             "token": url_for("tokens.sts_token"),
             "uploads": url_for("uploads.list_uploads"),
             "login": url_for("dev_login.login") if settings.dev_users else "",
+            "post_policy": url_for("post_policy.post_policy"),
         },
     )
     response = Response(html, mimetype="text/html")

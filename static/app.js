@@ -17,10 +17,17 @@
  * see DEFAULTS in ossgate-upload.js) may be overridden by setting
  * `window.ossgateUploadOptions = {...}` before this module runs; the tests and the benchmark
  * do so to use small parts and short intervals.
+ *
+ * Upload method: the select[name=mode] switches between direct uploads with STS credentials
+ * and forms signed by the server (/api/post-policy), for the files added afterwards. Its
+ * first value is the `mode` option; with `formUpload` or `formUploadTypes` set (say
+ * `{formUploadTypes: ['image/*']}`), "Automatic" is offered and sends the files they select
+ * as forms, the others direct. Without them "Automatic" would mean "direct", so it is not
+ * offered.
  */
 
 import { MESSAGES, fillText, pickLanguage, translateDocument, translator } from './i18n.js';
-import { Status, Uploader } from './ossgate-upload.js';
+import { Mode, Status, Uploader } from './ossgate-upload.js';
 
 export const TOKEN_KEY = 'ossgate.token';
 
@@ -91,11 +98,16 @@ function describe(error) {
   if (!error) return '';
   switch (error.kind) {
     case 'limits':
-      return error.code === 'too_large'
+      if (error.code === 'empty_file') return t('err_empty_file');
+      if (error.code === 'type_not_allowed') {
+        return t('err_type_not_allowed', { type: error.detail.contentType });
+      }
+      // The server's 413 when the page did not know the limit: its own sentence.
+      return typeof error.detail.maxBytes === 'number'
         ? t('err_too_large', {
           size: formatBytes(error.detail.size), max: formatBytes(error.detail.maxBytes),
         })
-        : t('err_type_not_allowed', { type: error.detail.contentType });
+        : t('err_server', { message: error.message });
     case 'cors':
       return error.code === 'cors_expose_etag'
         ? t('err_cors_expose_etag') : t('err_cors', { origin: location.origin });
@@ -123,10 +135,31 @@ const PAGE_WIDE = new Set(['cors', 'session', 'network', 'denied', 'unavailable'
 
 // -- the uploader -----------------------------------------------------------------------------
 
+/**
+ * The server's form-upload setting (OSSGATE_FORM_UPLOAD / _TYPES): "off" uploads directly,
+ * "always" uses signed forms, "auto" sends small files of the listed types (or, with no list,
+ * every small file) as forms. window.ossgateUploadOptions still overrides it.
+ */
+function formUploadOptions() {
+  const types = (config.formUpload === 'auto' && config.formUploadTypes) || '';
+  switch (config.formUpload) {
+    case 'always':
+      return { mode: 'form' };
+    case 'auto':
+      return types
+        ? { mode: 'auto', formUploadTypes: types.split(',').filter(Boolean) }
+        : { mode: 'auto', formUpload: true };
+    default:
+      return {};
+  }
+}
+
 const uploader = new Uploader({
+  ...formUploadOptions(),
   ...(window.ossgateUploadOptions || {}),
   tokenUrl: config.tokenUrl,
   uploadsUrl: config.uploadsUrl,
+  postPolicyUrl: config.postPolicyUrl,
   getBearerToken: token,
 });
 
@@ -150,6 +183,7 @@ function buildRow(upload) {
   const info = element('div', { class: 'row-info' });
   info.append(
     element('span', { class: 'state', role: 'status' }), // announced; progress and speed not
+    element('span', { class: 'method' }, upload.mode === 'form' ? t('method_form') : null),
     element('span', { class: 'parts' }),
     element('span', { class: 'speed' }),
     element('span', { class: 'record' }),
@@ -253,6 +287,32 @@ function addFiles(files) {
       }
     });
   }
+}
+
+// -- upload method ----------------------------------------------------------------------------
+
+function modeHelp(mode) {
+  const size = formatBytes(uploader.options.multipartThreshold);
+  if (mode === Mode.FORM) return t('mode_help_form');
+  if (mode === Mode.STS) return t('mode_help_sts', { size });
+  const { formUpload, formUploadTypes } = uploader.options;
+  if (typeof formUpload === 'function') return t('mode_help_auto_custom');
+  if (formUpload === true) return t('mode_help_auto_all', { size });
+  return t('mode_help_auto_types', { size, types: formUploadTypes.join(', ') });
+}
+
+/** The method selector: its choice applies to the files added after it changes. */
+function setUpModeSelector() {
+  const select = $('#upload-mode');
+  if (!uploader.autoUsesForm) select.querySelector('option[value=auto]').remove();
+  const mode = uploader.options.mode;
+  select.value = mode === Mode.AUTO && !uploader.autoUsesForm ? Mode.STS : mode;
+  const show = () => fillText($('#mode-help'), modeHelp(select.value));
+  select.addEventListener('change', () => {
+    uploader.setMode(select.value);
+    show();
+  });
+  show();
 }
 
 // -- interrupted multipart uploads ------------------------------------------------------------
@@ -452,6 +512,7 @@ function wire() {
 function start() {
   translateDocument(document, t, language);
   $('#queue').setAttribute('aria-label', t('queueLabel'));
+  setUpModeSelector();
   wire();
   if (typeof window.OSS !== 'function') {
     showNotice('sdk', t('sdkMissing'));

@@ -24,6 +24,20 @@ const en = {
   limits: 'Up to {size} per file · {types}',
   anyType: 'any type',
   uploadingAs: 'Uploading to {prefix}',
+  modeLabel: 'Upload method',
+  mode_auto: 'Automatic',
+  mode_sts: 'Direct (temporary credentials)',
+  mode_form: 'Form signed by the server',
+  mode_help_sts:
+    'Your browser signs each upload with temporary credentials. Files from {size} go in parts and can resume after a reload.',
+  mode_help_form:
+    'The server signs a form for each file that fixes its name, size and type. Each file goes in one request (no resume).',
+  mode_help_auto_types:
+    'Files of type {types} under {size} go as forms signed by the server; the others go direct.',
+  mode_help_auto_all:
+    'Files under {size} go as forms signed by the server; larger ones go direct, in parts that can resume.',
+  mode_help_auto_custom: 'Each file goes either as a form signed by the server or direct, as this page is set up.',
+  method_form: 'Signed form',
   interruptedTitle: 'Interrupted uploads',
   interruptedHelp: 'Choose the same file again to continue where it stopped.',
   interruptedEntry: '{name} · {size} · {done} of {total} parts sent',
@@ -59,6 +73,7 @@ const en = {
     'The file is in the bucket, but the application was not told (its callback failed). It will be picked up by `ossgate uploads reconcile`.',
   err_too_large: 'Too large: {size} is over the {max} limit. Nothing was sent.',
   err_type_not_allowed: 'Files of type {type} are not accepted here. Nothing was sent.',
+  err_empty_file: 'An empty file cannot be sent as a form. Choose the direct method for it.',
   err_cors:
     'The bucket does not accept uploads from this page ({origin}): its CORS rules are not set. An administrator should run `ossgate cors apply`.',
   err_cors_expose_etag:
@@ -93,6 +108,16 @@ const zh = {
   limits: '每个文件最大 {size} · {types}',
   anyType: '任意类型',
   uploadingAs: '上传到 {prefix}',
+  modeLabel: '上传方式',
+  mode_auto: '自动',
+  mode_sts: '直传（临时凭证）',
+  mode_form: '服务端签名表单',
+  mode_help_sts: '浏览器用临时凭证签名每次上传。{size} 及以上的文件分片上传，刷新页面后可续传。',
+  mode_help_form: '服务端为每个文件签名一个表单，固定其名称、大小和类型。每个文件一次请求上传（不支持续传）。',
+  mode_help_auto_types: '{size} 以下、类型为 {types} 的文件使用服务端签名表单上传，其他文件直传。',
+  mode_help_auto_all: '{size} 以下的文件使用服务端签名表单上传；更大的文件直传，分片上传，可续传。',
+  mode_help_auto_custom: '按本页面的设置，每个文件使用服务端签名表单上传或直传。',
+  method_form: '签名表单',
   interruptedTitle: '未完成的上传',
   interruptedHelp: '再次选择同一个文件，即可从中断处继续。',
   interruptedEntry: '{name} · {size} · 已上传 {done}/{total} 个分片',
@@ -128,6 +153,7 @@ const zh = {
     '文件已存入存储桶，但应用未收到通知（回调失败）。`ossgate uploads reconcile` 会补录它。',
   err_too_large: '文件过大：{size} 超过了 {max} 的限制。未发送任何数据。',
   err_type_not_allowed: '不接受 {type} 类型的文件。未发送任何数据。',
+  err_empty_file: '空文件不能用表单上传。请对它选择直传方式。',
   err_cors:
     '存储桶不接受来自本页面（{origin}）的上传：尚未设置 CORS 规则。请管理员运行 `ossgate cors apply`。',
   err_cors_expose_etag: '存储桶的 CORS 规则没有暴露 ETag 头，大文件上传需要它。请运行 `ossgate cors apply`。',

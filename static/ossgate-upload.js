@@ -28,6 +28,17 @@
  *   OSS; the server's session policy and callback still rule.
  * - Bytes go out as slices of the File through XhrTransport (ali-oss's `urllib` option): fast,
  *   with byte-level progress and speed, and cancellable at once (requests in flight abort).
+ * - Form uploads (PostObject), when the server should decide exactly what is uploaded: for
+ *   each file, POST /api/post-policy `{filename, size, contentType}` answers `{url, fields,
+ *   key, expiresAt}`, a V4-signed policy that pins the key (chosen by the server), the size,
+ *   the type and the callback; every field then goes into a FormData unchanged, the file
+ *   last, posted to `url` with one XMLHttpRequest (progress, cancel). One request per file,
+ *   so no resume; a policy lives about 10 minutes, so one is requested per file and attempt.
+ *   No STS credentials are needed for it.
+ * - Which path a file takes (`Upload.mode`: put, multipart or form) follows the `mode`
+ *   option, read when the file is added: `sts` (credentials: put, or multipart from
+ *   `multipartThreshold`), `form` (every non-empty file as a form), or `auto` (the default:
+ *   a form for the files `formUpload` / `formUploadTypes` select, credentials otherwise).
  * - Errors are classified (`OssgateError.kind`): cors, network, session, denied, credentials,
  *   limits, unconfirmed, cancelled, rate_limited, unavailable, server.
  *
@@ -46,9 +57,28 @@ export const Status = Object.freeze({
   CANCELLED: 'cancelled',
 });
 
+/** The `mode` option: how files are sent (see the module comment). */
+export const Mode = Object.freeze({
+  AUTO: 'auto', // a form for the files formUpload/formUploadTypes select, else STS
+  STS: 'sts', // the browser signs with STS credentials: put, or multipart from the threshold
+  FORM: 'form', // a server-signed PostObject form for every file
+});
+
+const MODES = new Set(Object.values(Mode));
+
 export const DEFAULTS = Object.freeze({
   tokenUrl: '/api/sts-token',
   uploadsUrl: '/api/uploads',
+  postPolicyUrl: '/api/post-policy',
+  /** How files are sent: Mode.AUTO, Mode.STS or Mode.FORM; see also setMode(). */
+  mode: Mode.AUTO,
+  /**
+   * In auto mode, which files go as forms: `true` for every file below multipartThreshold,
+   * or a predicate `(file) => boolean` (which decides alone, whatever the size).
+   */
+  formUpload: false,
+  /** In auto mode, files below multipartThreshold of these types (`image/*`) go as forms. */
+  formUploadTypes: null,
   /** Files of at least this many bytes go through multipartUpload (resumable). */
   multipartThreshold: 16 * MiB,
   /** Multipart part size; OSS's minimum is 100 KB (ali-oss refuses smaller). */
@@ -190,6 +220,66 @@ export function checkLimits(file, limits) {
     });
   }
   return null;
+}
+
+/**
+ * Why a file cannot go as a form, or null: a PostObject policy allows 1 byte at least (its
+ * content-length-range), so an empty file has no policy.
+ */
+function formRefusal(file) {
+  if (file.size > 0) return null;
+  return new OssgateError('limits', 'An empty file cannot be sent as a form upload.', {
+    code: 'empty_file', detail: { size: 0 },
+  });
+}
+
+/**
+ * The refusal of /api/post-policy as a `limits` error when it is about the file (413: too
+ * large, 415: type not allowed), so it reads like the same refusal made in the browser.
+ * @param {OssgateError} error  from apiError
+ */
+function policyRefusal(error, file, limits) {
+  const info = { status: error.status, detail: { serverCode: error.code } };
+  if (error.status === 413) {
+    return new OssgateError('limits', error.message, {
+      ...info,
+      code: 'too_large',
+      detail: { ...info.detail, size: file.size, maxBytes: (limits && limits.maxBytes) ?? null },
+    });
+  }
+  if (error.status === 415 && error.code === 'unsupported_content_type') {
+    return new OssgateError('limits', error.message, {
+      ...info,
+      code: 'type_not_allowed',
+      detail: { ...info.detail, contentType: contentTypeOf(file), allowed: null },
+    });
+  }
+  return error;
+}
+
+/** `{code, message, requestId}` of OSS's XML `<Error>` answer (nulls when it is not one). */
+export function ossErrorOf(text) {
+  const none = { code: null, message: null, requestId: null };
+  if (!text || typeof DOMParser === 'undefined') return none;
+  try {
+    const doc = new DOMParser().parseFromString(text, 'application/xml');
+    const pick = (tag) => {
+      const node = doc.getElementsByTagName(tag)[0];
+      return node ? node.textContent : null;
+    };
+    return { code: pick('Code'), message: pick('Message'), requestId: pick('RequestId') };
+  } catch {
+    return none;
+  }
+}
+
+function jsonOrNull(text) {
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
 }
 
 /** A key under the user's prefix that keeps the file name last and never collides. */
@@ -488,7 +578,8 @@ export class Upload extends EventTarget {
     this.file = file;
     this.key = null;
     this.status = Status.QUEUED;
-    this.mode = file.size >= uploader.options.multipartThreshold ? 'multipart' : 'put';
+    /** put, multipart or form: chosen when the file is added, kept by retries. */
+    this.mode = uploader.pathFor(file);
     this.fraction = 0;
     this.bytesSent = 0;
     this.speed = 0; // bytes per second during the current attempt
@@ -607,6 +698,7 @@ export class Uploader extends EventTarget {
    * @param {object} options  `getBearerToken` (required: () => string | Promise<string>) and
    *   any of DEFAULTS, plus `OSS` (the ali-oss constructor, default window.OSS), `fetch`,
    *   `storage` (default localStorage; null disables resume), `keyFor(file, grant)`.
+   *   `OSS` is not needed for form uploads.
    */
   constructor(options) {
     super();
@@ -624,6 +716,14 @@ export class Uploader extends EventTarget {
     if (this.options.partSize < MIN_PART_SIZE) {
       throw new RangeError(`partSize must be at least ${MIN_PART_SIZE} bytes (OSS's minimum)`);
     }
+    this.setMode(this.options.mode);
+    const { formUpload, formUploadTypes } = this.options;
+    if (typeof formUpload !== 'boolean' && typeof formUpload !== 'function') {
+      throw new TypeError('formUpload must be true, false or a function (file) => boolean');
+    }
+    if (formUploadTypes !== null && !Array.isArray(formUploadTypes)) {
+      throw new TypeError("formUploadTypes must be a list of types such as ['image/*']");
+    }
     this.credentials = new CredentialSource(this.options);
     this.credentials.addEventListener('session-expired', (event) => {
       this.dispatchEvent(new CustomEvent('session-expired', { detail: event.detail }));
@@ -639,6 +739,43 @@ export class Uploader extends EventTarget {
     return this.credentials.current();
   }
 
+  /** Send files added from now on in `mode` (Mode.AUTO, STS or FORM); queued files keep theirs. */
+  setMode(mode) {
+    if (!MODES.has(mode)) {
+      throw new TypeError(`mode must be one of ${[...MODES].join(', ')}, not ${mode}`);
+    }
+    this.options.mode = mode;
+  }
+
+  /** Whether auto mode sends any file as a form (formUpload or formUploadTypes is set). */
+  get autoUsesForm() {
+    const { formUpload, formUploadTypes } = this.options;
+    return formUpload !== false || Boolean(formUploadTypes && formUploadTypes.length);
+  }
+
+  /** The path `file` would take now: `put`, `multipart` or `form`. */
+  pathFor(file) {
+    const { mode, multipartThreshold, formUpload, formUploadTypes } = this.options;
+    const small = file.size < multipartThreshold;
+    if (mode === Mode.FORM) return 'form';
+    if (mode === Mode.AUTO && file.size > 0) {
+      const form = typeof formUpload === 'function' ? Boolean(formUpload(file))
+        : small && (formUpload === true || Boolean(formUploadTypes && formUploadTypes.length
+          && typeAllowed(contentTypeOf(file), formUploadTypes)));
+      if (form) return 'form';
+    }
+    return small ? 'put' : 'multipart';
+  }
+
+  /**
+   * Why `upload` must not start, from what the browser knows (the last grant's limits; a
+   * form upload without a grant leaves that to the server), or null.
+   */
+  _refusal(upload, grant) {
+    return checkLimits(upload.file, grant && grant.limits)
+      || (upload.mode === 'form' ? formRefusal(upload.file) : null);
+  }
+
   /**
    * Add files (File objects); each becomes an Upload, refused at once (status error, kind
    * `limits`) when it breaks a limit of the current grant, else queued.
@@ -651,7 +788,7 @@ export class Uploader extends EventTarget {
       const upload = new Upload(this, file);
       this.uploads.push(upload);
       added.push(upload);
-      const refusal = this.credentials.grant && checkLimits(file, this.credentials.grant.limits);
+      const refusal = this._refusal(upload, this.credentials.grant);
       if (refusal) {
         upload._finish(Status.ERROR, refusal);
       } else {
@@ -760,10 +897,12 @@ export class Uploader extends EventTarget {
     upload._setStatus(Status.UPLOADING);
     let credentialRetry = true;
     let restartFresh = true;
+    const form = upload.mode === 'form';
     for (;;) {
       try {
-        const grant = await this.credentials.current();
-        const refusal = checkLimits(upload.file, grant.limits);
+        // A form needs no STS credentials: the limits of the last grant, if any, are enough.
+        const grant = form ? this.credentials.grant : await this.credentials.current();
+        const refusal = this._refusal(upload, grant);
         if (refusal) {
           upload._finish(Status.ERROR, refusal);
           return;
@@ -789,7 +928,8 @@ export class Uploader extends EventTarget {
         const grant = this.credentials.grant;
         if (error.kind === 'credentials' && credentialRetry) {
           credentialRetry = false; // the guard makes this rare: expired or revoked between checks
-          await this.credentials.refresh().catch(() => {});
+          // A form's next attempt asks for a new policy, signed with fresh credentials.
+          if (!form) await this.credentials.refresh().catch(() => {});
           continue;
         }
         if (error.code === 'upload_gone' && restartFresh) {
@@ -828,6 +968,10 @@ export class Uploader extends EventTarget {
         upload._progress();
       },
     });
+    if (upload.mode === 'form') {
+      upload._transport = transport;
+      return this._form(upload, transport);
+    }
     const client = this._client(grant, transport);
     upload._client = client;
     upload._transport = transport;
@@ -883,11 +1027,95 @@ export class Uploader extends EventTarget {
     return { key: upload.key, etag: result.etag || null, data: result.data ?? null };
   }
 
+  /**
+   * The fields of one form upload from ossgate: `{url, fields, key, expiresAt}`. A refusal
+   * about the file (413, 415) comes back as a `limits` error.
+   */
+  async postPolicy(file) {
+    const token = await this.options.getBearerToken();
+    if (!token) {
+      throw new OssgateError('session', 'Not signed in.', { code: 'not_signed_in', status: 401 });
+    }
+    let response;
+    try {
+      response = await this.options.fetch(this.options.postPolicyUrl, {
+        method: 'POST',
+        headers: {
+          Authorization: `Bearer ${token}`,
+          'Content-Type': 'application/json',
+          Accept: 'application/json',
+        },
+        body: JSON.stringify({
+          filename: file.name || 'file', size: file.size, contentType: contentTypeOf(file),
+        }),
+        cache: 'no-store',
+        credentials: 'same-origin',
+      });
+    } catch (err) {
+      throw new OssgateError('network', 'The upload server cannot be reached.', {
+        code: 'network', cause: err,
+      });
+    }
+    if (!response.ok) {
+      const error = await apiError(response);
+      if (error.kind === 'session') {
+        this.dispatchEvent(new CustomEvent('session-expired', { detail: error }));
+      }
+      throw policyRefusal(error, file, this.credentials.grant && this.credentials.grant.limits);
+    }
+    return response.json();
+  }
+
+  /**
+   * A form upload (PostObject): a policy for this file, then its fields unchanged and the file
+   * last in one multipart POST. The answer is the callback's JSON (200), OSS's 203
+   * CallbackFailed (stored, not confirmed) or OSS's XML error.
+   */
+  async _form(upload, transport) {
+    const { file } = upload;
+    const policy = await this.postPolicy(file);
+    if (upload._cancelRequested) throw new OssgateError('cancelled', 'Cancelled.');
+    upload.key = policy.key;
+    const origin = new URL(policy.url, globalThis.location && location.href).origin;
+    const form = new FormData();
+    for (const [name, value] of Object.entries(policy.fields || {})) form.append(name, value);
+    form.append('file', file, file.name || 'file'); // last: OSS ignores fields after the file
+    upload._startAttempt(0);
+    let answer;
+    try {
+      answer = await transport.request(policy.url, {
+        method: 'POST', headers: {}, content: form, timeout: this.options.timeoutMs,
+      });
+    } catch (err) {
+      err.ossOrigin = origin; // where to probe for CORS (the grant may not know this origin)
+      throw err;
+    }
+    const { status, headers, data } = answer;
+    if (status >= 200 && status < 300 && status !== 203) {
+      return { key: policy.key, etag: headers.etag || null, data: jsonOrNull(data) };
+    }
+    const oss = ossErrorOf(data);
+    const info = {
+      code: oss.code || `http_${status}`,
+      status,
+      requestId: oss.requestId || headers['x-oss-request-id'] || null,
+    };
+    if (status === 403 && /policy expired/i.test(oss.message || '')) {
+      // Ten minutes passed between the policy and the upload (a queue, a sleeping laptop).
+      throw new OssgateError('credentials', 'The signed form expired before it was sent.',
+        { ...info, code: 'policy_expired' });
+    }
+    const error = new Error(oss.message || `HTTP ${status}`);
+    Object.assign(error, info, { name: `${info.code}Error`, ossOrigin: origin });
+    throw error;
+  }
+
   /** Turn whatever ali-oss or fetch threw into an OssgateError with a kind. */
   async _classify(err) {
     if (err instanceof OssgateError) return err;
     const e = err || {};
     const info = { code: e.code, status: e.status, requestId: e.requestId, cause: err };
+    const origin = e.ossOrigin || null;
     if (e.name === 'cancel') return new OssgateError('cancelled', 'Cancelled.', info);
     if (e.name === 'abort' || e.code === 'NoSuchUpload') {
       return new OssgateError('server', 'The multipart upload no longer exists.',
@@ -903,7 +1131,7 @@ export class Uploader extends EventTarget {
     }
     if (e.status === -1 || e.status === -2 || e.code === 'RequestError'
         || e.code === 'ConnectionTimeoutError' || e.code === 'ResponseTimeoutError') {
-      return this._requestFailure(info);
+      return this._requestFailure(info, origin);
     }
     if (CREDENTIAL_CODES.has(e.code)) {
       return new OssgateError('credentials', e.message || e.code, info);
@@ -919,11 +1147,11 @@ export class Uploader extends EventTarget {
    * the network); otherwise an opaque no-cors GET that arrives means the server is there and
    * only CORS is missing.
    */
-  async _requestFailure(info) {
+  async _requestFailure(info, ossOriginOfRequest = null) {
     const grant = this.credentials.grant;
+    const origin = ossOriginOfRequest || (grant ? ossOrigin(grant) : null);
     const offline = globalThis.navigator && globalThis.navigator.onLine === false;
-    if (!offline && grant) {
-      const origin = ossOrigin(grant);
+    if (!offline && origin) {
       const probe = (mode) => this.options.fetch(`${origin}/`, {
         mode, cache: 'no-store', credentials: 'omit',
       }).then(() => true, () => false);

@@ -80,6 +80,8 @@ def test_secrets_stay_out_of_repr() -> None:
             "OSSGATE_OSS_SDK_SRI",
         ),
         ({"OSSGATE_LOG_FORMAT": "xml"}, "OSSGATE_LOG_FORMAT"),
+        ({"OSSGATE_FORM_UPLOAD": "sometimes"}, "OSSGATE_FORM_UPLOAD"),
+        ({"OSSGATE_FORM_UPLOAD_TYPES": "images"}, "OSSGATE_FORM_UPLOAD_TYPES"),
         ({"OSSGATE_LOG_LEVEL": "loud"}, "OSSGATE_LOG_LEVEL"),
     ],
 )
