@@ -10,6 +10,7 @@ replaced by ``[redacted]`` whatever logger wrote them (ossgate's, oss2's, aliyun
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -131,6 +132,17 @@ def configure_logging(log_format: str, level: str) -> None:
         root.setLevel(level)
 
 
+#: Request ids are a random per-process prefix and a counter: unique across processes and
+#: requests, and far cheaper than reading the system's randomness on every request (which
+#: cost ~10 µs here).
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
 class RequestIdMiddleware:
     """WSGI middleware: the request id, the security headers and the access log line.
 
@@ -146,7 +158,7 @@ class RequestIdMiddleware:
 
     def __call__(self, environ, start_response):
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
+        request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else _new_request_id()
         environ[REQUEST_ID_ENVIRON] = request_id
         started = time.perf_counter()
 
