@@ -141,3 +141,23 @@ def page_console(browser_page: Page) -> list[str]:
 
     browser_page.on("console", record)
     return messages
+
+
+# -- the upload page (test_upload_page*.py) ---------------------------------------------------
+
+
+@pytest.fixture
+def app(fresh_emulator, tmp_path: Path):
+    """The app on a real port for the emulator, with the demo login (upload_page_app)."""
+    from tests.browser.upload_page_app import serve_app  # it imports this module
+
+    running = serve_app(fresh_emulator, tmp_path)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def upload_page(browser_page: Page, app):
+    from tests.browser.upload_page_app import UploadPage
+
+    return UploadPage(browser_page, app)

@@ -14,9 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +24,15 @@ from playwright.sync_api import Browser, Page
 
 from server.emulator.runner import Emulator
 from server.emulator.tokens import TokenAuthority
-from tests.browser.upload_page_app import USER, RunningApp, UploadPage, serve_app
+from tests.browser.upload_page_app import (
+    USER,
+    RunningApp,
+    UploadPage,
+    by_name,
+    make_file,
+    serve_app,
+    stored,
+)
 from tests.server.tokens import jwt_for
 from tests.support import closed_port_url, root_bucket
 
@@ -40,29 +46,6 @@ SMALL_PARTS = {"multipartThreshold": 1 * MiB, "partSize": 512 * KiB, "parallel":
 # -- fixtures and helpers --------------------------------------------------------------------
 
 
-@pytest.fixture
-def app(fresh_emulator: Emulator, tmp_path: Path) -> Iterator[RunningApp]:
-    running = serve_app(fresh_emulator, tmp_path)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def upload_page(browser_page: Page, app: RunningApp) -> UploadPage:
-    return UploadPage(browser_page, app)
-
-
-def make_file(directory: Path, name: str, size: int) -> tuple[Path, bytes]:
-    data = os.urandom(size)
-    path = directory / name
-    path.write_bytes(data)
-    return path, data
-
-
-def stored(emu: Emulator, key: str) -> bytes:
-    return root_bucket(emu).get_object(key).read()
-
-
 def multipart_etag(data: bytes, part_size: int) -> str:
     """OSS's multipart ETag: MD5 of the concatenated binary part MD5s, upper hex, ``-N``."""
     parts = [data[i : i + part_size] for i in range(0, len(data), part_size)]
@@ -71,10 +54,6 @@ def multipart_etag(data: bytes, part_size: int) -> str:
         usedforsecurity=False,
     ).hexdigest()
     return f"{digest.upper()}-{len(parts)}"
-
-
-def by_name(rows: list[dict]) -> dict[str, dict]:
-    return {row["name"]: row for row in rows}
 
 
 def checkpoints(page: Page) -> list[dict]:

@@ -13,9 +13,7 @@ The form-mode screenshot goes to ``test-artifacts/screenshots/upload_page-form-m
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import oss2
@@ -23,7 +21,16 @@ import pytest
 from playwright.sync_api import Browser, Page, Route
 
 from server.emulator.runner import Emulator
-from tests.browser.upload_page_app import USER, RunningApp, SeenRequest, UploadPage, serve_app
+from tests.browser.upload_page_app import (
+    USER,
+    RunningApp,
+    SeenRequest,
+    UploadPage,
+    by_name,
+    make_file,
+    serve_app,
+    stored,
+)
 from tests.support import closed_port_url, root_bucket
 
 pytestmark = pytest.mark.browser
@@ -34,33 +41,6 @@ SERVER_KEY = re.compile(rf"^uploads/{USER}/[0-9a-f]{{24}}/(?P<name>[^/]+)$")
 
 
 # -- fixtures and helpers --------------------------------------------------------------------
-
-
-@pytest.fixture
-def app(fresh_emulator: Emulator, tmp_path: Path) -> Iterator[RunningApp]:
-    running = serve_app(fresh_emulator, tmp_path)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def upload_page(browser_page: Page, app: RunningApp) -> UploadPage:
-    return UploadPage(browser_page, app)
-
-
-def make_file(directory: Path, name: str, size: int) -> tuple[Path, bytes]:
-    data = os.urandom(size)
-    path = directory / name
-    path.write_bytes(data)
-    return path, data
-
-
-def stored(emu: Emulator, key: str) -> bytes:
-    return root_bucket(emu).get_object(key).read()
-
-
-def by_name(rows: list[dict]) -> dict[str, dict]:
-    return {row["name"]: row for row in rows}
 
 
 def api_calls(upload_page: UploadPage, path: str, since: int = 0) -> list[SeenRequest]:

@@ -10,6 +10,7 @@ at ``http://127.0.0.1:APP``, the bucket at ``http://127.0.0.1:OSS``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
@@ -27,6 +28,7 @@ from server.cors_admin import admin_bucket, apply_needed_rule, load_admin_settin
 from server.emulator.runner import Emulator
 from tests.browser.conftest import SCREENSHOT_DIR
 from tests.server.tokens import SECRET, bearer, jwt_for
+from tests.support import root_bucket
 
 USER, PASSWORD = "alice", "wonderland-pass"  # the demo login of the tests
 TERMINAL = ("done", "unconfirmed", "error", "cancelled")
@@ -237,3 +239,18 @@ class UploadPage:
         if notice.is_hidden():
             return "", ""
         return notice.get_attribute("data-kind") or "", notice.inner_text()
+
+
+def make_file(directory: Path, name: str, size: int) -> tuple[Path, bytes]:
+    data = os.urandom(size)
+    path = directory / name
+    path.write_bytes(data)
+    return path, data
+
+
+def stored(emu: Emulator, key: str) -> bytes:
+    return root_bucket(emu).get_object(key).read()
+
+
+def by_name(rows: list[dict]) -> dict[str, dict]:
+    return {row["name"]: row for row in rows}
