@@ -916,6 +916,19 @@ def apply_needed_rule(
         return ApplyResult(plan, changed=False)
     if confirm is not None and not confirm(plan):
         return ApplyResult(plan, changed=False, declined=True)
+    backup = _replace_configuration(bucket, current, plan.proposed, backup_dir, now)
+    return ApplyResult(plan, changed=True, backup_path=backup)
+
+
+def _replace_configuration(
+    bucket: oss2.Bucket,
+    current: BucketCors | None,
+    new: BucketCors | None,
+    backup_dir: Path | None,
+    now: datetime | None,
+) -> Path | None:
+    """Write ``new`` in place of ``current``, after checking that nobody changed the rules
+    since they were read and backing ``current`` up (apply and restore both end here)."""
     if not same_configuration(read_cors(bucket), current):
         raise ConcurrentChangeError(
             "the bucket's CORS rules changed while this command ran; nothing was written. "
@@ -926,8 +939,8 @@ def apply_needed_rule(
         if backup_dir is not None
         else None
     )
-    _write_configuration(bucket, plan.proposed, backup)
-    return ApplyResult(plan, changed=True, backup_path=backup)
+    _write_configuration(bucket, new, backup)
+    return backup
 
 
 @dataclass(frozen=True)
@@ -970,17 +983,7 @@ def restore_backup(
         return RestoreResult(plan, changed=False)
     if confirm is not None and not confirm(plan):
         return RestoreResult(plan, changed=False, declined=True)
-    if not same_configuration(read_cors(bucket), current):
-        raise ConcurrentChangeError(
-            "the bucket's CORS rules changed while this command ran; nothing was written. "
-            "Run it again."
-        )
-    backup = (
-        write_backup(current, bucket.bucket_name, backup_dir, now=now)
-        if backup_dir is not None
-        else None
-    )
-    _write_configuration(bucket, target, backup)
+    backup = _replace_configuration(bucket, current, target, backup_dir, now)
     return RestoreResult(plan, changed=True, backup_path=backup)
 
 
