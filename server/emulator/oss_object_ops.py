@@ -67,9 +67,12 @@ class ObjectOperations(OperationBase):
         return {"content_type": content_type, "user_meta": user_meta, "headers": kept}
 
     def _check_overwrite(self, request: Request, key: str) -> None:
-        if request.headers.get("x-oss-forbid-overwrite", "").lower() == "true" and self.store.get(
-            key
-        ):
+        forbid = request.headers.get("x-oss-forbid-overwrite", "").lower() == "true"
+        self._refuse_overwrite(forbid, key)
+
+    def _refuse_overwrite(self, forbid: bool, key: str) -> None:
+        """``x-oss-forbid-overwrite``: FileAlreadyExists when ``key`` is taken."""
+        if forbid and self.store.get(key) is not None:
             raise OSSError("FileAlreadyExists", "The object you specified already exists.", 409)
 
     def put_object(self, call: Call) -> Response:
@@ -92,8 +95,28 @@ class ObjectOperations(OperationBase):
             raise OSSError(
                 "InvalidDigest", "The Content-MD5 you specified did not match what we received."
             )
-        fields = self._object_fields(request, key)
-        image_info = image_info_of(written.path, fields["content_type"]) if callback else None
+        obj, headers, image_info = self._commit_normal(
+            key, written, callback, **self._object_fields(request, key)
+        )
+        return self._finish_write(call, obj, callback, headers, b"", "PutObject", image_info)
+
+    def _commit_normal(
+        self,
+        key: str,
+        written,
+        callback: CallbackParams | None,
+        *,
+        content_type: str,
+        user_meta: dict[str, str],
+        headers: dict[str, str],
+    ) -> tuple[StoredObject, Headers, dict[str, str] | None]:
+        """Commit received bytes as a ``Normal`` object (PutObject, PostObject).
+
+        Returns the object, the response headers OSS sends for it, and the callback's
+        image info, read from the bytes before the commit (see ``_finish_write``).
+        """
+        md5_b64 = base64.b64encode(written.md5).decode()
+        image_info = image_info_of(written.path, content_type) if callback is not None else None
         obj = self.store.commit(
             key,
             written,
@@ -101,10 +124,11 @@ class ObjectOperations(OperationBase):
             last_modified=time.time(),
             object_type="Normal",
             content_md5=md5_b64,
-            **fields,
+            content_type=content_type,
+            user_meta=user_meta,
+            headers=headers,
         )
-        headers = Headers({"ETag": f'"{obj.etag}"', "Content-MD5": md5_b64})
-        return self._finish_write(call, obj, callback, headers, b"", "PutObject", image_info)
+        return obj, Headers({"ETag": f'"{obj.etag}"', "Content-MD5": md5_b64}), image_info
 
     def _finish_write(
         self,

@@ -50,7 +50,6 @@ import hmac
 import json
 import mimetypes
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -86,7 +85,7 @@ from server.emulator.oss_auth import (
 )
 from server.emulator.oss_call import MAX_PUT_SIZE, SUB_RESOURCES, TOO_LARGE, Call
 from server.emulator.oss_errors import OSSError
-from server.emulator.oss_object_ops import ObjectOperations, image_info_of
+from server.emulator.oss_object_ops import ObjectOperations
 from server.emulator.principal import Principal
 
 # --- protocol constants (PostObject reference unless noted) ---------------------------------
@@ -573,8 +572,7 @@ class _Upload:
         call = Call(self.request, target, signed.principal, self.request_id)
         ops.authorize(call, "oss:PutObject")
         callback = self._callback(form)
-        if form.get("x-oss-forbid-overwrite") == "true" and ops.store.get(key) is not None:
-            raise OSSError("FileAlreadyExists", "The object you specified already exists.", 409)
+        ops._refuse_overwrite(form.get("x-oss-forbid-overwrite") == "true", key)
 
         low, high = policy.length_range
         source = _CappedFile(self.reader.file_chunks(), high)
@@ -588,17 +586,11 @@ class _Upload:
                 MinSizeAllowed=str(low),
                 EC="0006-00000004",
             )
-        md5_b64 = base64.b64encode(written.md5).decode()
-        content_type = self._content_type(form, key)
-        image_info = image_info_of(written.path, content_type) if callback is not None else None
-        obj = ops.store.commit(
+        obj, headers, image_info = ops._commit_normal(
             key,
             written,
-            etag=written.md5.hex().upper(),
-            last_modified=time.time(),
-            object_type="Normal",
-            content_md5=md5_b64,
-            content_type=content_type,
+            callback,
+            content_type=self._content_type(form, key),
             user_meta={
                 name.removeprefix("x-oss-meta-"): value
                 for name, value in form.fields.items()
@@ -606,7 +598,6 @@ class _Upload:
             },
             headers={h: form.fields[h.lower()] for h in KEPT_HEADERS if h.lower() in form.fields},
         )
-        headers = Headers({"ETag": f'"{obj.etag}"', "Content-MD5": md5_b64})
         if callback is not None:
             return ops._finish_write(call, obj, callback, headers, b"", "PostObject", image_info)
         return self._answer(form, key, obj.etag, headers)
