@@ -26,9 +26,11 @@ from sqlalchemy import (
     Engine,
     Index,
     Integer,
+    Row,
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     func,
@@ -117,7 +119,8 @@ def _iso(moment: datetime) -> str:
     return _aware(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _to_record(row: Upload) -> UploadRecord:
+def _to_record(row: Upload | Row) -> UploadRecord:
+    """From an ORM ``Upload`` or a Core row of the ``uploads`` table (same attribute names)."""
     return UploadRecord(
         id=row.id,
         bucket=row.bucket,
@@ -182,20 +185,54 @@ def default_database_url(instance_path: str) -> str:
     return f"sqlite:///{Path(instance_path) / 'ossgate.db'}"
 
 
+_TABLE = Upload.__table__
+
+
+def _upsert_statement(dialect: str):
+    """INSERT … ON CONFLICT (bucket, key) DO UPDATE … RETURNING, for ``record_upload``.
+
+    The update happens only for a newer upload (another ETag) or when a callback confirms a
+    record reconcile found first, so duplicates and late reconciles change nothing; then no
+    row comes back.
+    """
+    if dialect == "postgresql":
+        statement = postgresql.insert(_TABLE)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(_TABLE)
+    else:
+        raise RuntimeError(f"unsupported database dialect {dialect!r} (use SQLite or PostgreSQL)")
+    excluded = statement.excluded
+    newer = _TABLE.c.etag != excluded.etag
+    confirm = (_TABLE.c.etag == excluded.etag) & (excluded.source == SOURCE_CALLBACK)
+    updated = (
+        "etag",
+        "size",
+        "content_type",
+        "owner",
+        "destination",
+        "source",
+        "custom_json",
+        "updated_at",
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["bucket", "object_key"],
+        set_={name: excluded[name] for name in updated},
+        where=newer | (confirm & (_TABLE.c.source != SOURCE_CALLBACK)),
+    ).returning(*_TABLE.c)
+
+
 class UploadRecords:
     """The upload records of one app instance (one engine, schema created on start)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         _create_schema(engine)
-
-    def _insert(self):
-        dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            return postgresql.insert(Upload)
-        if dialect == "sqlite":
-            return sqlite.insert(Upload)
-        raise RuntimeError(f"unsupported database dialect {dialect!r} (use SQLite or PostgreSQL)")
+        # Built once: constructing and cache-keying these per call was most of a
+        # callback's recording CPU. Values travel as bound parameters.
+        self._select_one = select(_TABLE).where(
+            (_TABLE.c.bucket == bindparam("bucket")) & (_TABLE.c.object_key == bindparam("key"))
+        )
+        self._upsert = _upsert_statement(engine.dialect.name)
 
     def record_upload(
         self,
@@ -219,6 +256,18 @@ class UploadRecords:
         """
         now = now or datetime.now(UTC)
         etag = etag.strip('"').upper()
+        where = {"bucket": bucket, "key": key}
+        # SQLAlchemy Core, not the ORM: this is the hot path of ``/oss/callback``.
+        with self.engine.connect() as connection:
+            existing = connection.execute(self._select_one, where).first()
+        if (
+            existing is not None
+            and existing.etag == etag
+            and (existing.source == SOURCE_CALLBACK or source != SOURCE_CALLBACK)
+        ):
+            # A duplicate (OSS retry, reconcile after the callback): read-only, so it never
+            # waits for a write lock.
+            return RecordOutcome(_to_record(existing), created=False, changed=False)
         values = {
             "bucket": bucket,
             "object_key": key,
@@ -232,40 +281,13 @@ class UploadRecords:
             "created_at": now,
             "updated_at": now,
         }
-        table = Upload.__table__
-        where_key = (Upload.bucket == bucket) & (Upload.object_key == key)
-        with Session(self.engine) as session:
-            existing = session.execute(select(Upload).where(where_key)).scalar_one_or_none()
-            if (
-                existing is not None
-                and existing.etag == etag
-                and (existing.source == SOURCE_CALLBACK or source != SOURCE_CALLBACK)
-            ):
-                # A duplicate (OSS retry, reconcile after the callback): read-only, so it
-                # never waits for a write lock.
-                return RecordOutcome(_to_record(existing), created=False, changed=False)
-        statement = self._insert().values(**values)
-        excluded = statement.excluded
-        newer = table.c.etag != excluded.etag
-        confirm = (table.c.etag == excluded.etag) & (excluded.source == SOURCE_CALLBACK)
-        statement = statement.on_conflict_do_update(
-            index_elements=["bucket", "object_key"],
-            set_={
-                "etag": excluded.etag,
-                "size": excluded.size,
-                "content_type": excluded.content_type,
-                "owner": excluded.owner,
-                "destination": excluded.destination,
-                "source": excluded.source,
-                "custom_json": excluded.custom_json,
-                "updated_at": excluded.updated_at,
-            },
-            where=newer | (confirm & (table.c.source != SOURCE_CALLBACK)),
-        )
-        with Session(self.engine) as session, session.begin():
-            session.execute(statement)
-            row = session.execute(select(Upload).where(where_key)).scalar_one()
-            record = _to_record(row)
+        with self.engine.begin() as connection:
+            row = connection.execute(self._upsert, values).first()
+            if row is None:
+                # The conflict's WHERE held the update back: another writer recorded this
+                # very upload between our read and our write.
+                row = connection.execute(self._select_one, where).one()
+        record = _to_record(row)
         # Ours when the row carries our own timestamp (another writer may have won the race).
         created = existing is None and _aware(record.created_at) == now
         before = (existing.etag, existing.source) if existing is not None else None
