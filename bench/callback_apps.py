@@ -2,6 +2,8 @@
 
 - ``create_bare_callback_app()``: the baseline. ``POST /oss/callback`` reads the body and
   answers a recorded real answer; no signature check, no HEAD, no database.
+- ``bench.callback_floor.create_io_floor_app()`` (its own module, so that importing oss2
+  does not weigh on the bare app's memory): the I/O a receiver cannot skip.
 - ``create_profiled_app()``: the real app with one request at a time per worker run under
   cProfile, for finding where a callback's time goes (only when the benchmark is asked to).
 """
