@@ -54,8 +54,15 @@ def refuse_oversize_requests(app: Flask) -> None:
     @app.before_request
     def _declared_size() -> None:
         limit = app.config.get("MAX_CONTENT_LENGTH")
-        length = request.content_length
-        if limit is not None and length is not None and length > limit:
+        # The raw header, not ``request.content_length``: this runs on every request, and a
+        # malformed or chunked length is Werkzeug's to judge when a view reads the body.
+        declared = request.environ.get("CONTENT_LENGTH", "")
+        if (
+            limit is not None
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > limit
+        ):
             raise RequestEntityTooLarge()
 
 

@@ -7,28 +7,31 @@ The JSON keys are the ones ali-oss's ``refreshSTSToken`` must return (``accessKe
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify, request
 
 from server.auth import current_user, require_user
+from server.config import Settings
 from server.errors import APIError
 from server.grants import UploadGrant, grant_upload
 from server.identity import UserKey
-from server.services import services
+from server.services import Services, services
 from server.sts_client import StsConfigurationError, StsUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("tokens", __name__, url_prefix="/api")
 
 
+@functools.lru_cache(maxsize=4096)
 def _iso(moment: datetime) -> str:
+    """Cached: a user's warm requests all carry the same expiration."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _browser_shape(grant: UploadGrant) -> dict:
-    settings = services().settings
+def _browser_shape(grant: UploadGrant, settings: Settings) -> dict:
     endpoint = settings.oss_endpoint
     return {
         "accessKeyId": grant.credentials.access_key_id,
@@ -59,11 +62,11 @@ def _mobile_shape(grant: UploadGrant) -> dict:
     }
 
 
-def issue_grant(user: UserKey) -> UploadGrant:
+def issue_grant(user: UserKey, app_services: Services | None = None) -> UploadGrant:
     """The user's grant for the default destination, STS failures mapped to HTTP errors:
     503 with Retry-After while STS is unreachable or throttling, a generic 500 (details only
     in the log) when STS refuses the server's configuration."""
-    app_services = services()
+    app_services = app_services or services()
     try:
         return grant_upload(user, app_services.destination, app_services.credentials)
     except StsUnavailable as exc:
@@ -93,9 +96,13 @@ def sts_token():
     if shape not in ("browser", "mobile"):
         raise APIError(400, "invalid_request", "format must be 'mobile' or left out")
     user = current_user().user
-    services().rate_limit.check(user.key)
-    grant = issue_grant(user)
-    body = _mobile_shape(grant) if shape == "mobile" else _browser_shape(grant)
+    app_services = services()
+    app_services.rate_limit.check(user.key)
+    grant = issue_grant(user, app_services)
+    if shape == "mobile":
+        body = _mobile_shape(grant)
+    else:
+        body = _browser_shape(grant, app_services.settings)
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

@@ -44,6 +44,32 @@ def test_oversize_bodies_are_413(client: FlaskClient, method: str, path: str) ->
     _assert_json_4xx(response, allowed={400, 413} if path == "/oss/callback" else {413})
 
 
+@pytest.mark.parametrize(("method", "path"), ALL_ENDPOINTS)
+def test_an_oversize_declared_length_is_413_unread(
+    client: FlaskClient, method: str, path: str
+) -> None:
+    """Refused on the declared length alone, also where the view never reads a body."""
+    response = client.open(
+        path,
+        method=method,
+        data=b"{}",
+        headers=bearer(jwt_for("alice")),
+        environ_overrides={"CONTENT_LENGTH": str(2 * 1024 * 1024)},
+    )
+    _assert_json_4xx(response, allowed={413})
+
+
+@pytest.mark.parametrize("declared", ["\u00b2", "abc", "-1", "1e9", " 7", "\u0663"])
+def test_a_malformed_declared_length_is_never_a_5xx(client: FlaskClient, declared: str) -> None:
+    response = client.open(
+        "/api/sts-token",
+        method="GET",
+        headers=bearer(jwt_for("alice")),
+        environ_overrides={"CONTENT_LENGTH": declared},
+    )
+    assert response.status_code < 500, (declared, response.status_code)
+
+
 @pytest.mark.parametrize(("method", "path"), JSON_ENDPOINTS)
 @pytest.mark.parametrize(
     "body",
