@@ -15,7 +15,12 @@ from server.emulator.runner import Emulator
 @click.command("emulator")
 @click.option("--host", default=defaults.DEFAULT_HOST, show_default=True, help="Address to bind.")
 @click.option("--port", default=defaults.DEFAULT_OSS_PORT, show_default=True, help="OSS port.")
-@click.option("--sts-port", default=defaults.DEFAULT_STS_PORT, show_default=True, help="STS port.")
+@click.option(
+    "--sts-port",
+    type=int,
+    default=None,
+    help=f"STS port [default: --port + 1, so {defaults.DEFAULT_STS_PORT}; 0 with --port 0].",
+)
 @click.option(
     "--data-dir",
     default="emulator-data",
@@ -32,6 +37,13 @@ from server.emulator.runner import Emulator
     help="Root AccessKey secret of the emulated account (default: a fixed demo secret).",
 )
 @click.option(
+    "--role-max-session-seconds",
+    type=click.IntRange(3600, 43200),
+    default=defaults.DEFAULT_ROLE_MAX_SESSION_SECONDS,
+    show_default=True,
+    help="The role's MaxSessionDuration: the longest DurationSeconds AssumeRole grants.",
+)
+@click.option(
     "--sts-latency-ms", default=0, show_default=True, help="Delay every STS answer (benchmarks)."
 )
 @click.option(
@@ -42,12 +54,13 @@ from server.emulator.runner import Emulator
 def emulator_command(
     host: str,
     port: int,
-    sts_port: int,
+    sts_port: int | None,
     data_dir: Path,
     bucket: str,
     region: str,
     access_key_id: str,
     access_key_secret: str,
+    role_max_session_seconds: int,
     sts_latency_ms: int,
     allow_remote_callbacks: bool,
 ) -> None:
@@ -56,6 +69,9 @@ def emulator_command(
     On start it prints the settings a server needs, one KEY=VALUE per line, so its output can
     be saved as a .env file.
     """
+    if sts_port is None:
+        # Beside the OSS port, so one --port moves both (and --port 0 picks two free ones).
+        sts_port = port + 1 if port else 0
     config = EmulatorConfig(
         host=host,
         oss_port=port,
@@ -65,6 +81,7 @@ def emulator_command(
         region=region,
         access_key_id=access_key_id,
         access_key_secret=access_key_secret,
+        role_max_session_seconds=role_max_session_seconds,
     )
     emulator = Emulator(config, allow_remote_callbacks=allow_remote_callbacks)
     emulator.faults.update({"sts_latency_ms": sts_latency_ms})
