@@ -7,6 +7,7 @@ concern. Everything the app is made of can be read in ``create_app``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,15 +33,18 @@ from server import (
 from server.bucket_access import ServerBucket
 from server.callback_keys import PublicKeyStore
 from server.callback_params import callback_options
-from server.config import ConfigError, Settings, load_settings
+from server.config import MIN_JWT_SECRET_BYTES, ConfigError, Settings, load_settings
 from server.credential_cache import CredentialCache
 from server.destinations import default_destination
 from server.errors import refuse_oversize_requests, register_error_handlers
 from server.identity import user_key
+from server.origins import flask_cors_origin
 from server.ratelimit import UserRateLimit
 from server.records import UploadRecords, default_database_url, make_engine
 from server.services import EXTENSION_KEY, Services
 from server.sts_client import AliyunStsClient, StsClient
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -84,6 +88,12 @@ def create_app(
     register_error_handlers(app)
     refuse_oversize_requests(app)
     observability.init_app(app, settings)
+    if settings.jwt_secret_too_short:
+        log.warning(
+            "OSSGATE_JWT_SECRET is shorter than %d bytes (RFC 7518 §3.2): tokens signed with it "
+            "can be guessed offline; use a random secret of 32 bytes or more",
+            MIN_JWT_SECRET_BYTES,
+        )
     auth.init_app(app, settings)
     dev_login.check_dev_login_config(settings)
     destination = default_destination(settings)
@@ -109,7 +119,9 @@ def create_app(
     if settings.cors_origins:
         CORS(
             app,
-            resources={r"/api/*": {"origins": list(settings.cors_origins)}},
+            resources={
+                r"/api/*": {"origins": [flask_cors_origin(o) for o in settings.cors_origins]}
+            },
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["Retry-After"],
             max_age=600,

@@ -25,14 +25,15 @@ How the body is read: ``system`` holds the fields whose *names* are OSS system v
 (``bucket``, ``object``, ``etag``, ``size``, ``mimeType``, ``imageInfo.*``, ``crc64``,
 ``contentMd5``, ``vpcId``, ``clientIp``, ``reqId``, ``operation``); ``custom`` holds fields
 named ``x:<name>``, keyed by ``<name>`` without the ``x:`` (OSS's own spelling of custom
-variables, so a template ``"x:uid":${x:uid}`` gives ``custom["uid"]``); ``other`` holds every
-remaining field under its own name (ossgate's default template's ``"uid":${x:uid}`` lands in
-``other["uid"]``). The name is all there is to go by: the body template is chosen by whoever
-made the upload request, and a template may put a constant where a variable is expected. A
-valid signature proves OSS sent *this body*, not that its values came from variables, so
-callers must treat every field as the uploader's claim unless the template was pinned (a
-PostObject policy) or the fact is checked independently (for example with HeadObject), and
-must derive ownership from the object key's prefix, never from ``custom`` or ``other``.
+variables, so a template ``"x:uid":${x:uid}`` gives ``custom["uid"]``, as ossgate's default
+template does); ``other`` holds every remaining field under its own name (``"uid":${x:uid}``
+would land in ``other["uid"]``). The name is all there is to go by: the body template is
+chosen by whoever made the upload request, and a template may put a constant where a variable
+is expected. A valid signature proves OSS sent *this body*, not that its values came from
+variables, so callers must treat every field as the uploader's claim unless the template was
+pinned (a PostObject policy) or the fact is checked independently (for example with
+HeadObject), and must derive ownership from the object key's prefix, never from ``custom``
+or ``other``.
 
 Read the body with this function before touching ``request.form`` or ``request.json``: once
 Werkzeug has parsed a form, the raw bytes the signature covers are gone.

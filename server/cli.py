@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, NoAppException
 
 from server import create_app
 from server.config import ConfigError
@@ -15,12 +15,26 @@ from server.emulator.cli import emulator_command
 from server.uploads_cli import uploads_group
 
 
+class _NoConfiguration(NoAppException):
+    """The app cannot start for want of configuration: one ``Error:`` line and exit code 1.
+
+    A ``NoAppException`` so that Flask's ``--help`` (which loads the app to list its
+    commands) prints this line instead of a traceback; shown like a plain ``ClickException``
+    (no usage text), since the command line was fine.
+    """
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:
+        click.ClickException.show(self, file)
+
+
 def _app_for_cli() -> Flask:
     """The app from the environment; a configuration problem is one clear line, no trace."""
     try:
         return create_app()
     except ConfigError as exc:
-        raise click.ClickException(f"configuration: {exc}") from None
+        raise _NoConfiguration(f"configuration: {exc}") from None
 
 
 @click.group(cls=FlaskGroup, create_app=_app_for_cli)

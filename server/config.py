@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from server.callback_keys import parse_key_url
+from server.origins import OriginError, normalize_origin
 
 DEFAULT_STS_ENDPOINT = "sts.aliyuncs.com"
 DEFAULT_REGION = "oss-cn-hangzhou"
@@ -25,6 +26,12 @@ MIN_DURATION_SECONDS, MAX_DURATION_SECONDS = 900, 43200
 #: ali-oss refreshes credentials every 300 s by default (``refreshSTSTokenInterval``), so a
 #: credential handed out must live at least that long plus the time an upload request takes.
 DEFAULT_REFRESH_MARGIN_SECONDS = 600
+#: RFC 7518 §3.2: an HS256 key must be at least as long as the hash. Shorter secrets are
+#: accepted, as PyJWT accepts them, but logged at start and failed by ``ossgate doctor``.
+MIN_JWT_SECRET_BYTES = 32
+#: Token and form-policy requests per user. Each is a cache hit after the first, so this
+#: guards the server's CPU, not STS; an honest page asks a few times an hour.
+DEFAULT_RATE_LIMIT = "600 per minute"
 #: Default callback body: JSON with the OSS system variables and the owner's custom var.
 #: OSS substitutes each ``${…}`` as a JSON string (DESIGN.md §5, OSS "Callback" reference).
 DEFAULT_CALLBACK_BODY = (
@@ -100,6 +107,10 @@ class Settings:
     form_upload_types: tuple[str, ...]
 
     @property
+    def jwt_secret_too_short(self) -> bool:
+        return self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES
+
+    @property
     def region_id(self) -> str:
         """Region without ``oss-`` (``cn-hangzhou``), as STS and V4 signing name it."""
         return self.oss_region.removeprefix("oss-")
@@ -171,6 +182,31 @@ def _check_http_url(name: str, url: str, *, allow_http: bool = True) -> str:
     if parts.scheme not in schemes or not parts.hostname:
         raise ConfigError(f"{name} must be an {' or '.join(schemes)} URL, got {url!r}")
     return url
+
+
+def _oss_endpoint(raw: str | None) -> str | None:
+    """``http(s)://host[:port]``; a bare host means https, as for ``OSSGATE_STS_ENDPOINT``."""
+    if raw is None:
+        return None
+    url = raw if "://" in raw else f"https://{raw}"
+    _check_http_url("OSSGATE_OSS_ENDPOINT", url)
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ConfigError(f"OSSGATE_OSS_ENDPOINT must be scheme://host[:port], got {raw!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _origins(reader: _Reader) -> tuple[str, ...]:
+    """Origins as browsers send them (``*`` allowed: the API takes bearer tokens, no cookies)."""
+    origins: list[str] = []
+    for raw in reader.items("OSSGATE_CORS_ORIGINS"):
+        try:
+            origin = normalize_origin(raw, allow_wildcard=True)
+        except OriginError as exc:
+            raise ConfigError(f"OSSGATE_CORS_ORIGINS: {exc}") from None
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
 
 
 def _prefix_template(reader: _Reader) -> str:
@@ -263,8 +299,6 @@ def _jwt(reader: _Reader) -> tuple[str | None, str | None, tuple[str, ...]]:
             "OSSGATE_JWT_SECRET or OSSGATE_JWT_JWKS_URL must be set, so bearer tokens can be "
             "verified"
         )
-    if secret is not None and len(secret.encode()) < 32:
-        raise ConfigError("OSSGATE_JWT_SECRET must be at least 32 bytes long (RFC 7518 §3.2)")
     if jwks_url is not None:
         _check_http_url("OSSGATE_JWT_JWKS_URL", jwks_url)
     default = ("HS256",) if secret else ("RS256",)
@@ -343,25 +377,18 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"OSSGATE_OSS_BUCKET is not a valid bucket name: {bucket!r}")
     region = r.text("OSSGATE_OSS_REGION", DEFAULT_REGION)
     assert region is not None
-    if not re.fullmatch(r"oss-[a-z0-9-]+", region):
+    if not re.fullmatch(r"(oss-)?[a-z0-9]+(-[a-z0-9]+)*", region):
         raise ConfigError(f"OSSGATE_OSS_REGION must look like oss-cn-hangzhou, got {region!r}")
-    oss_endpoint = r.text("OSSGATE_OSS_ENDPOINT")
-    if oss_endpoint is not None:
-        _check_http_url("OSSGATE_OSS_ENDPOINT", oss_endpoint)
+    if not region.startswith("oss-"):
+        region = f"oss-{region}"  # cn-hangzhou, as STS names it, is the same region
+    oss_endpoint = _oss_endpoint(r.text("OSSGATE_OSS_ENDPOINT"))
     trusted = r.items("OSSGATE_CALLBACK_TRUSTED_KEY_URLS")
     for url in trusted:
         try:
             parse_key_url(url)
         except ValueError as exc:
             raise ConfigError(f"OSSGATE_CALLBACK_TRUSTED_KEY_URLS: {exc}") from None
-    cors_origins = r.items("OSSGATE_CORS_ORIGINS")
-    for origin in cors_origins:
-        parts = urlsplit(origin)
-        if origin != "*" and (parts.scheme not in ("http", "https") or parts.path):
-            raise ConfigError(
-                f"OSSGATE_CORS_ORIGINS entries must be origins like https://app.example.com "
-                f"(scheme, host, optional port; no path), got {origin!r}"
-            )
+    cors_origins = _origins(r)
     jwt_secret, jwks_url, algorithms = _jwt(r)
     return Settings(
         access_key_id=r.required(
@@ -395,7 +422,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         cors_origins=cors_origins,
         database_url=r.text("OSSGATE_DATABASE_URL"),
         dev_users=_dev_users(r),
-        rate_limit=r.text("OSSGATE_RATE_LIMIT", "60 per minute") or "60 per minute",
+        rate_limit=r.text("OSSGATE_RATE_LIMIT", DEFAULT_RATE_LIMIT) or DEFAULT_RATE_LIMIT,
         rate_limit_storage_url=r.text("OSSGATE_RATE_LIMIT_STORAGE_URL", "memory://") or "memory://",
         credential_cache_size=r.integer("OSSGATE_CREDENTIAL_CACHE_SIZE", 10_000, 1, 10_000_000),
         trusted_proxies=r.integer("OSSGATE_TRUSTED_PROXIES", 0, 0, 10),

@@ -35,6 +35,7 @@ from oss2.models import BucketCors, CorsRule
 from oss2.xml_utils import to_put_bucket_cors
 
 from server.config import DEFAULT_REGION
+from server.origins import OriginError, normalize_origin
 
 # --------------------------------------------------------------------------- protocol facts
 
@@ -86,10 +87,6 @@ DEFAULT_PROBE_KEY = "ossgate-cors-check/probe.txt"
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _REGION = re.compile(r"^(oss-)?[a-z0-9]+(-[a-z0-9]+)*$")
-_HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-#: Stands in for the one '*' of an origin pattern while the rest is validated as a URL.
-_STAR_PLACEHOLDER = "ossgate-wildcard"
 #: The credentials error codes OSS answers with (OSS "HTTP 403 errors" page).
 _BAD_CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -108,10 +105,6 @@ class CorsAdminError(Exception):
 
 class SettingsError(CorsAdminError):
     """A variable the cors commands need is missing or malformed (the message names it)."""
-
-
-class OriginError(CorsAdminError):
-    """An origin is not ``scheme://host[:port]``, or is a wildcard nobody asked for."""
 
 
 class LimitError(CorsAdminError):
@@ -277,64 +270,6 @@ def admin_bucket(settings: AdminSettings) -> oss2.Bucket:
 
 
 # --------------------------------------------------------------------------- origins
-
-
-def _valid_host(host: str) -> bool:
-    if host.startswith("["):
-        try:
-            return isinstance(ipaddress.ip_address(host[1:-1]), ipaddress.IPv6Address)
-        except ValueError:
-            return False
-    return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in host.split("."))
-
-
-def normalize_origin(value: str, *, allow_wildcard: bool = False) -> str:
-    """``value`` as a browser would send it in ``Origin``, or ``OriginError``.
-
-    Accepts ``scheme://host[:port]`` (http or https, no path, query, fragment or user),
-    lower-cases scheme and host and drops a default port, because a browser serialises origins
-    that way and OSS compares them case-sensitively. ``*`` and one-star patterns such as
-    ``https://*.example.com`` let other sites' pages use the bucket with whatever credentials
-    they obtain, so they need ``allow_wildcard``.
-    """
-    raw = value.strip()
-    hint = "an origin is scheme://host[:port], e.g. https://app.example.com"
-    if not raw:
-        raise OriginError(f"empty origin: {hint}")
-    if "*" in raw and not allow_wildcard:
-        raise OriginError(
-            f"refusing wildcard origin {raw!r}: it lets pages of any matching site upload to "
-            "the bucket; pass --allow-any-origin if that is really meant"
-        )
-    if raw == "*":
-        return raw
-    if raw.count("*") > 1:
-        raise OriginError(f"invalid origin {raw!r}: OSS allows at most one '*' in an origin")
-    if any(ch.isspace() or ord(ch) < 32 for ch in raw):
-        raise OriginError(f"invalid origin {raw!r}: it contains whitespace; {hint}")
-    parts = urlsplit(raw.replace("*", _STAR_PLACEHOLDER))
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.netloc:
-        raise OriginError(f"invalid origin {raw!r}: {hint}")
-    if parts.path == "/" and not parts.query and not parts.fragment:
-        raise OriginError(f"invalid origin {raw!r}: drop the trailing '/' (an origin has no path)")
-    if parts.path or parts.query or parts.fragment or "?" in raw or "#" in raw:
-        raise OriginError(f"invalid origin {raw!r}: an origin has no path, query or fragment")
-    if parts.username is not None or "@" in parts.netloc:
-        raise OriginError(f"invalid origin {raw!r}: an origin has no user name or password")
-    try:
-        port = parts.port
-    except ValueError:
-        raise OriginError(f"invalid origin {raw!r}: bad port; {hint}") from None
-    hostname = parts.hostname or ""
-    host = f"[{hostname}]" if ":" in hostname else hostname
-    if not _valid_host(host):
-        raise OriginError(f"invalid origin {raw!r}: {host!r} is not a valid host name; {hint}")
-    if "*" in raw:
-        # A pattern is kept as written (lower-cased): it is matched, not sent by a browser.
-        return f"{scheme}://{raw.split('://', 1)[1].lower()}"
-    netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    return f"{scheme}://{netloc}"
 
 
 def parse_origins(values: Iterable[str], *, allow_any_origin: bool = False) -> tuple[str, ...]:

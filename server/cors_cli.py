@@ -2,7 +2,8 @@
 
 A thin click layer over ``server.cors_admin``: it reads the options, prints, prompts and picks
 exit codes. Every ``CorsAdminError`` becomes one ``Error: …`` line and exit code 1, with the
-bucket unchanged. ``plan`` exits 2 when ``apply`` would change something, so CI can gate on it.
+bucket unchanged. ``plan --exit-code`` exits 2 when ``apply`` would change something, so CI can
+gate on it; without the flag a successful ``plan`` exits 0 either way.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ from server.cors_admin import (
     render_diff,
     restore_backup,
 )
+from server.origins import OriginError
 
-#: ``plan``'s exit code when ``apply`` would change the bucket (0: nothing to do).
+#: ``plan --exit-code``'s exit code when ``apply`` would change the bucket (0: nothing to do).
 PLAN_CHANGES_EXIT_CODE = 2
 
 
@@ -155,13 +157,14 @@ def _change_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ``CorsAdminError`` into click's one-line ``Error: …`` and exit code 1."""
+    """Turn ``CorsAdminError`` and ``OriginError`` into click's one-line ``Error: …`` and exit
+    code 1."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except CorsAdminError as exc:
+        except (CorsAdminError, OriginError) as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
@@ -308,6 +311,12 @@ def show_command(target: _Target, as_json: bool) -> None:
 @cors_group.command("plan")
 @_target_options
 @_origin_options
+@click.option(
+    "--exit-code",
+    "exit_code",
+    is_flag=True,
+    help=f"Exit {PLAN_CHANGES_EXIT_CODE} when apply would change the rules (for CI).",
+)
 @click.pass_context
 @_one_line_errors
 def plan_command(
@@ -316,14 +325,15 @@ def plan_command(
     origins: tuple[str, ...],
     allow_any_origin: bool,
     max_age: int,
+    exit_code: bool,
 ) -> None:
-    """Show what `apply` would change, as a diff; exit 0 if nothing, 2 if something."""
+    """Show what `apply` would change, as a diff (with --exit-code: 2 if something)."""
     env = read_environment()
     settings = target.settings(env)
     wanted = _desired_origins(origins, env, allow_any_origin)
     plan = plan_change(read_cors(admin_bucket(settings)), wanted, max_age)
     _echo_plan(settings, plan)
-    ctx.exit(PLAN_CHANGES_EXIT_CODE if plan.changed else 0)
+    ctx.exit(PLAN_CHANGES_EXIT_CODE if exit_code and plan.changed else 0)
 
 
 @cors_group.command("apply")

@@ -21,9 +21,11 @@ import oss2
 from flask.cli import with_appcontext
 
 from server.bucket_access import oss_endpoint
+from server.config import MIN_JWT_SECRET_BYTES
 from server.cors_admin import CorsAdminError, check_preflights
 from server.grants import grant_upload
 from server.identity import user_key
+from server.origins import OriginError
 from server.services import Services, services
 from server.sts_client import StsError
 
@@ -99,7 +101,7 @@ def _cors(app: Services) -> list[Finding]:
             report = check_preflights(
                 oss_endpoint(app.settings), app.destination.bucket, origin, timeout=5.0
             )
-        except CorsAdminError as exc:
+        except (CorsAdminError, OriginError) as exc:
             findings.append(Finding("cors", "fail", f"{origin}: {exc}"))
             continue
         if report.passed:
@@ -158,10 +160,26 @@ def _callback(app: Services) -> list[Finding]:
     return findings
 
 
+def _jwt_secret(app: Services) -> list[Finding]:
+    if app.settings.jwt_secret is None:
+        return []  # JWKS: the identity provider's keys
+    if app.settings.jwt_secret_too_short:
+        return [
+            Finding(
+                "jwt",
+                "fail",
+                f"OSSGATE_JWT_SECRET is shorter than {MIN_JWT_SECRET_BYTES} bytes (RFC 7518 "
+                "§3.2): tokens signed with it can be guessed offline; use a random 32+ byte one",
+            )
+        ]
+    return [Finding("jwt", "ok", "OSSGATE_JWT_SECRET is long enough for HS256")]
+
+
 def run_checks(
     app: Services, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> list[Finding]:
     return [
+        *_jwt_secret(app),
         _credentials(app),
         *_bucket_and_clock(app, now),
         *_cors(app),

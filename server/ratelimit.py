@@ -71,7 +71,7 @@ class UserRateLimit:
             item = parse(settings.rate_limit)
         except ValueError:
             raise ConfigError(
-                f"OSSGATE_RATE_LIMIT must look like '60 per minute', got {settings.rate_limit!r}"
+                f"OSSGATE_RATE_LIMIT must look like '600 per minute', got {settings.rate_limit!r}"
             ) from None
         url = settings.rate_limit_storage_url
         try:

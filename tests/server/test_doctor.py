@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from oss2.models import BucketCors, CorsRule
 
 from server import create_app
@@ -65,3 +67,18 @@ def test_missing_cors_wrong_role_and_skewed_clock_fail(fresh_emulator: Emulator)
             working.extensions["ossgate"], now=lambda: datetime.now(UTC) + timedelta(minutes=20)
         )
     assert _by_check(skewed)["clock"] == ["fail"]
+
+
+def test_a_short_jwt_secret_fails_the_doctor_and_is_logged_at_start(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="server"):
+        app = create_app(app_config(emulator, OSSGATE_JWT_SECRET="test-secret"))
+    assert "OSSGATE_JWT_SECRET is shorter than 32 bytes" in caplog.text
+    assert "test-secret" not in caplog.text
+    with app.app_context():
+        statuses = _by_check(run_checks(app.extensions["ossgate"]))
+    assert statuses["jwt"] == ["fail"]
+    with create_app(app_config(emulator)).app_context() as context:
+        statuses = _by_check(run_checks(context.app.extensions["ossgate"]))
+    assert statuses["jwt"] == ["ok"]

@@ -254,6 +254,32 @@ def test_cors_only_for_configured_origins(client: FlaskClient) -> None:
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
+def test_cors_origins_are_matched_as_browsers_send_them(emulator: Emulator) -> None:
+    """Configured with a trailing slash, upper case and a default port, a pattern beside it;
+    the pattern's star covers one host's labels and nothing that merely contains the text."""
+    client = create_app(
+        app_config(
+            emulator, OSSGATE_CORS_ORIGINS="HTTPS://App.Example.com:443/,https://*.tenant.test"
+        )
+    ).test_client()
+    preflight = {"Access-Control-Request-Method": "POST"}
+
+    def allowed(origin: str) -> str | None:
+        response = client.options("/api/sts-token", headers={**preflight, "Origin": origin})
+        return response.headers.get("Access-Control-Allow-Origin")
+
+    assert allowed("https://app.example.com") == "https://app.example.com"
+    assert allowed("https://a.tenant.test") == "https://a.tenant.test"
+    assert allowed("https://b.c.tenant.test") == "https://b.c.tenant.test"
+    for other in (
+        "https://tenant.test.evil.test",
+        "https://evil.test/.tenant.test",
+        "http://a.tenant.test",
+        "https://app.example.com.evil.test",
+    ):
+        assert allowed(other) is None, other
+
+
 def test_dev_login_exists_only_with_dev_users(emulator: Emulator) -> None:
     without = create_app(app_config(emulator)).test_client()
     assert (
