@@ -9,6 +9,7 @@ import time
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Response
 
+from server.emulator import crc64
 from server.emulator import oss_documents as docs
 from server.emulator.oss_call import (
     MAX_PART_NUMBER,
@@ -73,7 +74,9 @@ class MultipartOperations(ObjectOperations):
                 "InvalidDigest", "The Content-MD5 you specified did not match what we received."
             )
         part = self.store.put_part(upload.upload_id, number, written)
-        return Response(b"", status=200, headers={"ETag": f'"{part.etag}"'})
+        return Response(
+            b"", status=200, headers={"ETag": f'"{part.etag}"', crc64.HEADER: part.crc64}
+        )
 
     def complete_upload(self, call: Call) -> Response:
         key = call.target.key or ""
@@ -132,7 +135,7 @@ class MultipartOperations(ObjectOperations):
         self.store.drop_upload(upload.upload_id)
         location = f"http://{call.request.host}/{key}"
         body = docs.complete_result(location, self.config.bucket, key, etag, self.url_encoded(call))
-        headers = Headers({"ETag": f'"{etag}"'})
+        headers = Headers({"ETag": f'"{etag}"', crc64.HEADER: obj.crc64})
         return self._finish_write(
             call, obj, callback, headers, body, "CompleteMultipartUpload", image_info
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
+from server.emulator import crc64
 from server.emulator.callback import (
     CallbackParams,
     ObjectFacts,
@@ -128,7 +129,10 @@ class ObjectOperations(OperationBase):
             user_meta=user_meta,
             headers=headers,
         )
-        return obj, Headers({"ETag": f'"{obj.etag}"', "Content-MD5": md5_b64}), image_info
+        headers = Headers(
+            {"ETag": f'"{obj.etag}"', "Content-MD5": md5_b64, crc64.HEADER: obj.crc64}
+        )
+        return obj, headers, image_info
 
     def _finish_write(
         self,
@@ -161,6 +165,7 @@ class ObjectOperations(OperationBase):
             request_id=call.request_id,
             operation=operation,
             content_md5=obj.content_md5,
+            crc64=obj.crc64,
         )
         outcome = perform_callback(
             callback,
@@ -223,6 +228,8 @@ class ObjectOperations(OperationBase):
         headers["x-oss-storage-class"] = "Standard"
         if obj.content_md5:
             headers["Content-MD5"] = obj.content_md5
+        if obj.crc64:
+            headers[crc64.HEADER] = obj.crc64
         for name, value in obj.user_meta.items():
             headers[f"x-oss-meta-{name}"] = value
         for name, value in obj.headers.items():

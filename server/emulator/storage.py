@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from server.emulator import crc64
+
 _CHUNK = 1024 * 1024
 
 
@@ -46,6 +48,7 @@ class StoredObject:
     blob: str
     object_type: str = "Normal"  # "Normal" for PutObject, "Multipart" for completed uploads
     content_md5: str = ""  # base64 MD5 of the bytes ("" for multipart objects)
+    crc64: str = ""  # x-oss-hash-crc64ecma ("" for objects stored before it was kept)
     user_meta: dict[str, str] = field(default_factory=dict)  # x-oss-meta-* without the prefix
     headers: dict[str, str] = field(default_factory=dict)  # Cache-Control, Content-Disposition…
 
@@ -57,6 +60,7 @@ class StoredPart:
     size: int
     md5_digest: str  # hex, used for the multipart ETag
     last_modified: float
+    crc64: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class _Written:
     path: Path
     size: int
     md5: bytes
+    crc64: int = crc64.INITIAL
 
 
 def _stream_to_new_file(directory: Path, source: BinaryIO, limit: int | None) -> _Written:
@@ -109,6 +114,7 @@ def _stream_to_new_file(directory: Path, source: BinaryIO, limit: int | None) ->
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".data")
     digest = hashlib.md5()  # noqa: S324 - OSS ETags are MD5 by protocol, not for security
+    crc = crc64.INITIAL
     size = 0
     try:
         with os.fdopen(fd, "wb") as out:
@@ -119,6 +125,7 @@ def _stream_to_new_file(directory: Path, source: BinaryIO, limit: int | None) ->
                     break
                 out.write(chunk)
                 digest.update(chunk)
+                crc = crc64.update(chunk, crc)
                 size += len(chunk)
                 if remaining is not None:
                     remaining -= len(chunk)
@@ -128,7 +135,7 @@ def _stream_to_new_file(directory: Path, source: BinaryIO, limit: int | None) ->
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return _Written(Path(tmp), size, digest.digest())
+    return _Written(Path(tmp), size, digest.digest(), crc)
 
 
 class IncompleteBody(Exception):
@@ -217,7 +224,13 @@ class BucketStore:
         blob_name = secrets.token_hex(16) + ".data"
         os.replace(written.path, self._blobs / blob_name)
         _fsync_dir(self._blobs)
-        obj = StoredObject(key=key, size=written.size, blob=blob_name, **fields)
+        obj = StoredObject(
+            key=key,
+            size=written.size,
+            blob=blob_name,
+            crc64=crc64.header_value(written.crc64),
+            **fields,
+        )
         with self._lock:
             old = self._index.get(key)
             _write_json_atomically(self._meta_path(key), asdict(obj))
@@ -289,6 +302,7 @@ class BucketStore:
             size=written.size,
             md5_digest=written.md5.hex(),
             last_modified=time.time(),
+            crc64=crc64.header_value(written.crc64),
         )
         os.replace(written.path, directory / f"{number}.part")
         _write_json_atomically(directory / f"{number}.json", asdict(part))
@@ -313,15 +327,19 @@ class BucketStore:
         return parts
 
     def assemble(self, upload_id: str, parts: list[StoredPart]) -> _Written:
-        """Concatenate the chosen parts into a new blob (not yet committed)."""
+        """Concatenate the chosen parts into a new blob (not yet committed), with the CRC-64
+        of the whole object, as CompleteMultipartUpload reports it."""
         directory = self._upload_dir(upload_id)
         fd, tmp = tempfile.mkstemp(dir=self._blobs, prefix=".tmp-", suffix=".data")
         size = 0
+        crc = crc64.INITIAL
         try:
             with os.fdopen(fd, "wb") as out:
                 for part in parts:
                     with open(directory / f"{part.number}.part", "rb") as src:
-                        shutil.copyfileobj(src, out, _CHUNK)
+                        while chunk := src.read(_CHUNK):
+                            out.write(chunk)
+                            crc = crc64.update(chunk, crc)
                     size += part.size
                 out.flush()
                 os.fsync(out.fileno())
@@ -329,7 +347,7 @@ class BucketStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        return _Written(Path(tmp), size, b"")
+        return _Written(Path(tmp), size, b"", crc)
 
     def drop_upload(self, upload_id: str) -> bool:
         directory = self._upload_dir(upload_id)
