@@ -295,11 +295,9 @@ class UploadRecords:
         return RecordOutcome(record, created=created, changed=changed)
 
     def get(self, bucket: str, key: str) -> UploadRecord | None:
-        with Session(self.engine) as session:
-            row = session.execute(
-                select(Upload).where(Upload.bucket == bucket, Upload.object_key == key)
-            ).scalar_one_or_none()
-            return _to_record(row) if row else None
+        with self.engine.connect() as connection:
+            row = connection.execute(self._select_one, {"bucket": bucket, "key": key}).first()
+        return _to_record(row) if row else None
 
     def etags(self, bucket: str, prefix: str) -> dict[str, str]:
         """``{key: etag}`` of the records under ``prefix`` (for reconcile)."""
