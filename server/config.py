@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from server.callback_keys import parse_key_url
-from server.origins import OriginError, normalize_origin
+from server.origins import InvalidOrigin, unique_origins
 
 DEFAULT_STS_ENDPOINT = "sts.aliyuncs.com"
 DEFAULT_REGION = "oss-cn-hangzhou"
@@ -47,7 +47,9 @@ _JWT_KEY_ALGORITHMS = {
 }  # fmt: skip
 _PREFIX_LITERAL = re.compile(r"^[A-Za-z0-9._/-]*$")
 _CONTENT_TYPE = re.compile(r"^(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+#: OSS bucket names: 3-63 lower-case letters, digits and hyphens, not starting or ending in one.
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_REGION = re.compile(r"^(oss-)?[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 class ConfigError(ValueError):
@@ -184,29 +186,38 @@ def _check_http_url(name: str, url: str, *, allow_http: bool = True) -> str:
     return url
 
 
-def _oss_endpoint(raw: str | None) -> str | None:
-    """``http(s)://host[:port]``; a bare host means https, as for ``OSSGATE_STS_ENDPOINT``."""
-    if raw is None:
-        return None
-    url = raw if "://" in raw else f"https://{raw}"
-    _check_http_url("OSSGATE_OSS_ENDPOINT", url)
-    parts = urlsplit(url)
+def normalize_oss_region(raw: str) -> str:
+    """``oss-cn-hangzhou`` from that or ``cn-hangzhou`` (as STS names it); ValueError if
+    neither. Shared by the app's settings and the cors commands."""
+    if not _REGION.fullmatch(raw):
+        raise ValueError(f"must look like oss-cn-hangzhou, got {raw!r}")
+    return raw if raw.startswith("oss-") else f"oss-{raw}"
+
+
+def normalize_oss_endpoint(raw: str) -> str:
+    """``http(s)://host[:port]`` from that or a bare host (https); ValueError otherwise, with
+    a message to follow the setting's name. Shared by the app's settings and the cors commands."""
+    endpoint = raw if "://" in raw else f"https://{raw}"
+    parts = urlsplit(endpoint)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ValueError(f"has an invalid port: {raw!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"must be an http(s) URL or a host like oss-cn-hangzhou.aliyuncs.com, got {raw!r}"
+        )
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ConfigError(f"OSSGATE_OSS_ENDPOINT must be scheme://host[:port], got {raw!r}")
+        raise ValueError(f"must be scheme://host[:port] with no path, got {raw!r}")
     return f"{parts.scheme}://{parts.netloc}"
 
 
 def _origins(reader: _Reader) -> tuple[str, ...]:
     """Origins as browsers send them (``*`` allowed: the API takes bearer tokens, no cookies)."""
-    origins: list[str] = []
-    for raw in reader.items("OSSGATE_CORS_ORIGINS"):
-        try:
-            origin = normalize_origin(raw, allow_wildcard=True)
-        except OriginError as exc:
-            raise ConfigError(f"OSSGATE_CORS_ORIGINS: {exc}") from None
-        if origin not in origins:
-            origins.append(origin)
-    return tuple(origins)
+    try:
+        return unique_origins(reader.items("OSSGATE_CORS_ORIGINS"), allow_wildcard=True)
+    except InvalidOrigin as exc:
+        raise ConfigError(f"OSSGATE_CORS_ORIGINS: {exc}") from None
 
 
 def _prefix_template(reader: _Reader) -> str:
@@ -373,15 +384,19 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             f"OSSGATE_STS_DURATION_SECONDS ({margin} >= {duration})"
         )
     bucket = r.required("OSSGATE_OSS_BUCKET", "the bucket browsers upload to")
-    if not _BUCKET.match(bucket):
+    if not BUCKET_NAME.match(bucket):
         raise ConfigError(f"OSSGATE_OSS_BUCKET is not a valid bucket name: {bucket!r}")
     region = r.text("OSSGATE_OSS_REGION", DEFAULT_REGION)
     assert region is not None
-    if not re.fullmatch(r"(oss-)?[a-z0-9]+(-[a-z0-9]+)*", region):
-        raise ConfigError(f"OSSGATE_OSS_REGION must look like oss-cn-hangzhou, got {region!r}")
-    if not region.startswith("oss-"):
-        region = f"oss-{region}"  # cn-hangzhou, as STS names it, is the same region
-    oss_endpoint = _oss_endpoint(r.text("OSSGATE_OSS_ENDPOINT"))
+    raw_endpoint = r.text("OSSGATE_OSS_ENDPOINT")
+    try:
+        region = normalize_oss_region(region)
+    except ValueError as exc:
+        raise ConfigError(f"OSSGATE_OSS_REGION {exc}") from None
+    try:
+        oss_endpoint = None if raw_endpoint is None else normalize_oss_endpoint(raw_endpoint)
+    except ValueError as exc:
+        raise ConfigError(f"OSSGATE_OSS_ENDPOINT {exc}") from None
     trusted = r.items("OSSGATE_CALLBACK_TRUSTED_KEY_URLS")
     for url in trusted:
         try:

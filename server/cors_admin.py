@@ -34,8 +34,13 @@ from dotenv import dotenv_values
 from oss2.models import BucketCors, CorsRule
 from oss2.xml_utils import to_put_bucket_cors
 
-from server.config import DEFAULT_REGION
-from server.origins import OriginError, normalize_origin
+from server.config import (
+    BUCKET_NAME,
+    DEFAULT_REGION,
+    normalize_oss_endpoint,
+    normalize_oss_region,
+)
+from server.origins import InvalidOrigin, normalize_origin, unique_origins
 
 # --------------------------------------------------------------------------- protocol facts
 
@@ -85,8 +90,6 @@ SDK_PREFLIGHTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: The object key the preflights name; a preflight never reads or writes the object.
 DEFAULT_PROBE_KEY = "ossgate-cors-check/probe.txt"
 
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_REGION = re.compile(r"^(oss-)?[a-z0-9]+(-[a-z0-9]+)*$")
 #: The credentials error codes OSS answers with (OSS "HTTP 403 errors" page).
 _BAD_CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -105,6 +108,10 @@ class CorsAdminError(Exception):
 
 class SettingsError(CorsAdminError):
     """A variable the cors commands need is missing or malformed (the message names it)."""
+
+
+class OriginError(CorsAdminError):
+    """An origin is not ``scheme://host[:port]``, or is a wildcard nobody asked for."""
 
 
 class LimitError(CorsAdminError):
@@ -178,23 +185,6 @@ def _pick(override: str | None, env: Mapping[str, str], name: str) -> str | None
     return value.strip()
 
 
-def _normalise_endpoint(raw: str, source: str) -> str:
-    endpoint = raw if "://" in raw else f"https://{raw}"
-    parts = urlsplit(endpoint)
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        raise SettingsError(f"{source} has an invalid port: {raw!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(
-            f"{source} must be an http(s) URL or a host like oss-cn-hangzhou.aliyuncs.com, "
-            f"got {raw!r}"
-        )
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise SettingsError(f"{source} must be scheme://host[:port] with no path, got {raw!r}")
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def load_admin_settings(
     env: Mapping[str, str],
     *,
@@ -218,24 +208,26 @@ def load_admin_settings(
             "OSSGATE_OSS_BUCKET is not set: name the bucket whose CORS rules to manage "
             "(or pass --bucket)"
         )
-    if not _BUCKET_NAME.fullmatch(bucket_name):
+    if not BUCKET_NAME.fullmatch(bucket_name):
         raise SettingsError(
             f"OSSGATE_OSS_BUCKET (--bucket) is not a valid bucket name: {bucket_name!r} "
             "(3-63 lower-case letters, digits and hyphens)"
         )
-    region_name = _pick(region, env, "OSSGATE_OSS_REGION") or DEFAULT_REGION
-    if not _REGION.fullmatch(region_name):
-        raise SettingsError(
-            f"OSSGATE_OSS_REGION (--region) must look like oss-cn-hangzhou, got {region_name!r}"
+    try:
+        region_name = normalize_oss_region(
+            _pick(region, env, "OSSGATE_OSS_REGION") or DEFAULT_REGION
         )
-    if not region_name.startswith("oss-"):
-        region_name = f"oss-{region_name}"
+    except ValueError as exc:
+        raise SettingsError(f"OSSGATE_OSS_REGION (--region) {exc}") from None
     raw_endpoint = _pick(endpoint, env, "OSSGATE_OSS_ENDPOINT")
-    oss_endpoint = (
-        _normalise_endpoint(raw_endpoint, "OSSGATE_OSS_ENDPOINT (--endpoint)")
-        if raw_endpoint is not None
-        else f"https://{region_name}.aliyuncs.com"
-    )
+    try:
+        oss_endpoint = (
+            normalize_oss_endpoint(raw_endpoint)
+            if raw_endpoint is not None
+            else f"https://{region_name}.aliyuncs.com"
+        )
+    except ValueError as exc:
+        raise SettingsError(f"OSSGATE_OSS_ENDPOINT (--endpoint) {exc}") from None
     key_id = _pick(access_key_id, env, "ALIBABA_CLOUD_ACCESS_KEY_ID")
     key_secret = _pick(access_key_secret, env, "ALIBABA_CLOUD_ACCESS_KEY_SECRET")
     if require_credentials:
@@ -274,16 +266,15 @@ def admin_bucket(settings: AdminSettings) -> oss2.Bucket:
 
 def parse_origins(values: Iterable[str], *, allow_any_origin: bool = False) -> tuple[str, ...]:
     """Validated, normalised, de-duplicated origins in the order given; at least one."""
-    origins: list[str] = []
-    for value in values:
-        origin = normalize_origin(value, allow_wildcard=allow_any_origin)
-        if origin not in origins:
-            origins.append(origin)
+    try:
+        origins = unique_origins(values, allow_wildcard=allow_any_origin)
+    except InvalidOrigin as exc:
+        raise OriginError(str(exc)) from None
     if not origins:
         raise OriginError(
             "no origins: set OSSGATE_CORS_ORIGINS (comma-separated) or pass --origin URL"
         )
-    return tuple(origins)
+    return origins
 
 
 def origins_from_env(env: Mapping[str, str]) -> list[str]:
@@ -1071,7 +1062,10 @@ def check_preflights(
     (the rules read with the admin key) turns a bare 403 into the reason for it. Raises
     ``OssAccessError`` when the endpoint cannot be reached at all.
     """
-    page_origin = normalize_origin(origin)
+    try:
+        page_origin = normalize_origin(origin)
+    except InvalidOrigin as exc:
+        raise OriginError(str(exc)) from None
     url = preflight_url(endpoint, bucket_name, key)
     http = session or requests.Session()
     results: list[PreflightResult] = []

@@ -42,7 +42,6 @@ from server.cors_admin import (
     render_diff,
     restore_backup,
 )
-from server.origins import OriginError
 
 #: ``plan --exit-code``'s exit code when ``apply`` would change the bucket (0: nothing to do).
 PLAN_CHANGES_EXIT_CODE = 2
@@ -157,14 +156,13 @@ def _change_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ``CorsAdminError`` and ``OriginError`` into click's one-line ``Error: …`` and exit
-    code 1."""
+    """Turn ``CorsAdminError`` into click's one-line ``Error: …`` and exit code 1."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (CorsAdminError, OriginError) as exc:
+        except CorsAdminError as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper

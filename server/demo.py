@@ -23,7 +23,6 @@ from server.cors_admin import (
 )
 from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
-from server.origins import OriginError
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "ossgate-demo"  # noqa: S105 - printed for the local demo login
@@ -58,7 +57,7 @@ def demo_command(host: str, port: int, oss_port: int, sts_port: int, data_dir: P
         applied = apply_needed_rule(
             admin_bucket(load_admin_settings(settings)), [app_url], backup_dir=None
         )
-    except (CorsAdminError, OriginError) as exc:
+    except CorsAdminError as exc:
         emulator.stop()
         raise click.ClickException(
             f"setting the emulator bucket's CORS rules failed: {exc}"

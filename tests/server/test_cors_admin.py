@@ -42,7 +42,6 @@ from server.cors_admin import (
     load_admin_settings,
     load_backup,
     needed_rule,
-    normalize_origin,
     parse_origins,
     plan_change,
     preflight_url,
@@ -52,6 +51,7 @@ from server.cors_admin import (
     write_backup,
 )
 from server.emulator.runner import Emulator
+from server.origins import InvalidOrigin, normalize_origin
 from tests.support import closed_port_url, root_bucket
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -177,21 +177,21 @@ def test_origins_are_normalised_as_browsers_send_them(given: str, expected: str)
     ],
 )
 def test_malformed_origins_are_refused_with_the_reason(given: str, why: str) -> None:
-    with pytest.raises(OriginError, match=re.escape(why)):
+    with pytest.raises(InvalidOrigin, match=re.escape(why)):
         normalize_origin(given)
 
 
 @pytest.mark.parametrize("origin", ["*", "https://*.example.com", "http://*"])
 def test_wildcard_origins_need_explicit_permission(origin: str) -> None:
-    with pytest.raises(OriginError, match="--allow-any-origin"):
+    with pytest.raises(InvalidOrigin, match="--allow-any-origin"):
         normalize_origin(origin)
     assert normalize_origin(origin, allow_wildcard=True) == origin
 
 
 def test_wildcard_patterns_are_still_validated() -> None:
-    with pytest.raises(OriginError, match="at most one"):
+    with pytest.raises(InvalidOrigin, match="at most one"):
         normalize_origin("https://*.*.example.com", allow_wildcard=True)
-    with pytest.raises(OriginError, match="no path"):
+    with pytest.raises(InvalidOrigin, match="no path"):
         normalize_origin("https://*.example.com/x", allow_wildcard=True)
 
 
