@@ -18,7 +18,7 @@ Measurements, same gunicorn settings, alternating within each round:
   Issue 8 asked for 50 % of the bare baseline; that ratio is still printed, but no receiver
   that HEADs the object can reach it (the floor alone makes about a tenth of the bare
   endpoint's rate), and the HEAD stays: a signed callback does not prove the object is ours
-  (``server/callback_api.py``).
+  (``server/callbacks/api.py``).
 - ``callback.repeat``: the real app replaying only the callbacks it has just recorded, so
   each request is an OSS duplicate (verify and HEAD, then an upsert that changes nothing).
 

@@ -18,10 +18,10 @@ from bench.processes import gunicorn
 
 #: (label, file suffix, function) whose cumulative time is a step of ``/oss/callback``.
 STEPS = (
-    ("verify signature", "server/callbacks.py", "verify_callback_request"),
-    ("reader credentials (+ a Bucket when they change)", "server/bucket_access.py", "bucket"),
-    ("HEAD", "server/bucket_access.py", "head"),
-    ("record", "server/records.py", "record_upload"),
+    ("verify signature", "server/callbacks/verify.py", "verify_callback_request"),
+    ("reader credentials (+ a Bucket when they change)", "server/bucket/access.py", "bucket"),
+    ("HEAD", "server/bucket/access.py", "head"),
+    ("record", "server/uploads/records.py", "record_upload"),
 )
 #: Parts of those steps worth naming in a fix (a label may sum several functions).
 DETAILS = (

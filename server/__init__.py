@@ -1,154 +1,23 @@
 """ossgate: let browsers upload straight to Alibaba Cloud OSS.
 
-The application factory reads and validates the configuration once, builds the parts the app
-is made of (token verifier, credential cache, limiter) and registers one blueprint per
-concern. Everything the app is made of can be read in ``create_app``.
+This package is lazy on purpose: importing ``server`` (or any subpackage, such as the
+emulator) loads nothing of the application. ``from server import create_app`` and the
+``server:create_app()`` app spec still work; the factory itself lives in ``server.app``.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dotenv import dotenv_values
-from flask import Flask
-from flask_cors import CORS
-from werkzeug.middleware.proxy_fix import ProxyFix
+if TYPE_CHECKING:
+    from server.app import create_app
 
-from server import (
-    auth,
-    callback_api,
-    dev_login,
-    health,
-    observability,
-    openapi,
-    pages,
-    post_policy_api,
-    token_api,
-    uploads_api,
-)
-from server.bucket_access import ServerBucket
-from server.callback_keys import PublicKeyStore
-from server.callback_params import callback_options
-from server.config import MIN_JWT_SECRET_BYTES, ConfigError, Settings, load_settings
-from server.credential_cache import CredentialCache
-from server.destinations import default_destination
-from server.errors import refuse_oversize_requests, register_error_handlers
-from server.identity import user_key
-from server.origins import flask_cors_origin
-from server.ratelimit import UserRateLimit
-from server.records import UploadRecords, default_database_url, make_engine
-from server.services import EXTENSION_KEY, Services
-from server.sts_client import AliyunStsClient, StsClient
-
-log = logging.getLogger(__name__)
-
-ROOT = Path(__file__).resolve().parent.parent
-MAX_REQUEST_BYTES = 1024 * 1024
+__all__ = ["create_app"]
 
 
-def _environment() -> dict[str, str]:
-    """The process environment over a ``.env`` file in the working directory, if any."""
-    values = {k: v for k, v in dotenv_values(".env").items() if v is not None}
-    values.update(os.environ)
-    return values
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from server.app import create_app
 
-
-def create_app(
-    test_config: Mapping[str, Any] | None = None, *, sts_client: StsClient | None = None
-) -> Flask:
-    """Build the ossgate Flask application.
-
-    Configuration comes from ``OSSGATE_*`` / ``ALIBABA_CLOUD_*`` variables (environment, then
-    ``.env``). ``test_config``, when given, is used *instead* of the environment (its other
-    keys, such as ``TESTING``, go to ``app.config``), so tests never depend on the machine's
-    variables. Raises ConfigError naming the variable when the configuration is unusable.
-    """
-    app = Flask(
-        __name__,
-        instance_relative_config=True,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
-    )
-    source = dict(test_config) if test_config is not None else _environment()
-    settings = load_settings(source)
-    if test_config is not None:
-        app.config.update(
-            {k: v for k, v in test_config.items() if not k.startswith(("OSSGATE_", "ALIBABA_"))}
-        )
-    app.config["OSSGATE"] = settings
-    # No endpoint takes more than a small JSON or form body; refuse bigger ones (413) before
-    # anything reads them. The callback endpoint has a tighter cap of its own.
-    if app.config.get("MAX_CONTENT_LENGTH") is None:
-        app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-
-    register_error_handlers(app)
-    refuse_oversize_requests(app)
-    observability.init_app(app, settings)
-    if settings.jwt_secret_too_short:
-        log.warning(
-            "OSSGATE_JWT_SECRET is shorter than %d bytes (RFC 7518 §3.2): tokens signed with it "
-            "can be guessed offline; use a random secret of 32 bytes or more",
-            MIN_JWT_SECRET_BYTES,
-        )
-    auth.init_app(app, settings)
-    dev_login.check_dev_login_config(settings)
-    destination = default_destination(settings)
-    _check_callback_fits(settings)
-    sts = sts_client or AliyunStsClient(settings)
-    database_url = settings.database_url or default_database_url(app.instance_path)
-    credentials = CredentialCache(
-        sts,
-        duration_seconds=settings.sts_duration_seconds,
-        refresh_margin_seconds=settings.sts_refresh_margin_seconds,
-        max_entries=settings.credential_cache_size,
-    )
-    app.extensions[EXTENSION_KEY] = Services(
-        settings=settings,
-        destination=destination,
-        sts_client=sts,
-        credentials=credentials,
-        rate_limit=UserRateLimit(settings),
-        records=UploadRecords(make_engine(database_url)),
-        key_store=PublicKeyStore(settings.callback_trusted_key_urls),
-        server_bucket=ServerBucket(settings, destination, credentials),
-    )
-    if settings.cors_origins:
-        CORS(
-            app,
-            resources={
-                r"/api/*": {"origins": [flask_cors_origin(o) for o in settings.cors_origins]}
-            },
-            allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["Retry-After"],
-            max_age=600,
-        )
-
-    if settings.trusted_proxies:
-        # X-Forwarded-For/-Proto/-Host/-Prefix from that many proxies in front of us; the
-        # prefix matters for callbacks, whose signature covers the path OSS called.
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)
-
-    app.register_blueprint(health.bp)
-    app.register_blueprint(pages.bp)
-    app.register_blueprint(token_api.bp)
-    app.register_blueprint(post_policy_api.bp)
-    app.register_blueprint(uploads_api.bp)
-    app.register_blueprint(callback_api.bp)
-    app.register_blueprint(openapi.bp)
-    if settings.dev_users:
-        app.register_blueprint(dev_login.bp)
-    return app
-
-
-def _check_callback_fits(settings: Settings) -> None:
-    """Build the callback parameters once for the longest possible user key, at start."""
-    longest = user_key("x" * 64)
-    try:
-        callback_options(default_destination(settings), longest)
-    except ValueError as exc:
-        raise ConfigError(f"OSSGATE_CALLBACK_BODY / OSSGATE_CALLBACK_URL: {exc}") from None
+        return create_app
+    raise AttributeError(f"module 'server' has no attribute {name!r}")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from server.callback_keys import parse_key_url
+from server.callbacks.keys import parse_key_url
 from server.origins import InvalidOrigin, unique_origins
 
 DEFAULT_STS_ENDPOINT = "sts.aliyuncs.com"

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from server.bucket_access import ServerBucket
-from server.callback_keys import PublicKeyStore
+from server.auth.ratelimit import UserRateLimit
+from server.bucket.access import ServerBucket
+from server.callbacks.keys import PublicKeyStore
 from server.config import Settings
-from server.credential_cache import CredentialCache
-from server.destinations import Destination
-from server.ratelimit import UserRateLimit
-from server.records import UploadRecords
-from server.sts_client import StsClient
+from server.credentials.cache import CredentialCache
+from server.credentials.sts_client import StsClient
+from server.destinations.destination import Destination
+from server.uploads.records import UploadRecords
 
 EXTENSION_KEY = "ossgate"
 

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner, Result
 from playwright.sync_api import Page
 
-from server.cors_admin import is_ossgate_rule, read_cors
-from server.cors_cli import cors_group
+from server.bucket.cors_admin import is_ossgate_rule, read_cors
+from server.bucket.cors_cli import cors_group
 from server.emulator.runner import Emulator
 from tests.browser.conftest import PageServer
 from tests.browser.test_emulator_browser import client_config, open_upload_page, page_put

@@ -26,11 +26,11 @@ from playwright.sync_api import Page
 from werkzeug.serving import make_server
 
 from server import create_app
+from server.auth.identity import user_key
+from server.credentials.grants import grant_upload
 from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
-from server.grants import grant_upload
-from server.identity import user_key
-from server.post_policy import build_post_policy
+from server.post_policy.signing import build_post_policy
 from server.services import services
 from tests.browser.conftest import PageServer
 from tests.server.test_token_api import app_config

@@ -651,7 +651,7 @@ def test_an_sdk_url_from_the_configuration_switches_the_bundle_and_the_csp(
 def test_csp_names_the_one_origin_ali_oss_uploads_to(endpoint: str | None, expected: str) -> None:
     """The origin ali-oss builds for the token answer's endpoint (its getReqUrl rules)."""
     from server.config import load_settings
-    from server.pages import oss_origin
+    from server.web.pages import oss_origin
 
     env = {
         "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI-test",

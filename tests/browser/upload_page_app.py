@@ -24,7 +24,7 @@ from playwright.sync_api import Page, Request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from server import create_app
-from server.cors_admin import admin_bucket, apply_needed_rule, load_admin_settings
+from server.bucket.cors_admin import admin_bucket, apply_needed_rule, load_admin_settings
 from server.emulator.runner import Emulator
 from tests.browser.conftest import SCREENSHOT_DIR
 from tests.server.tokens import SECRET, bearer, jwt_for

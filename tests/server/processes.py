@@ -375,7 +375,7 @@ class RecordCounts:
     def __init__(self, database_url: str, prefixes: tuple[str, ...] = ("uploads/",)) -> None:
         from sqlalchemy import func, or_, select
 
-        from server.records import Upload, make_engine
+        from server.uploads.records import Upload, make_engine
 
         engine = make_engine(database_url)
         try:
@@ -419,7 +419,7 @@ def reconcile_with(config: Mapping[str, str]) -> Reconciled:
     """Run ``ossgate uploads reconcile`` in this process for an app configured by ``config``
     (as an operator would, beside the running instances) and return what it reported."""
     from server import create_app
-    from server.uploads_cli import uploads_group
+    from server.uploads.cli import uploads_group
 
     app = create_app(dict(config))
     try:

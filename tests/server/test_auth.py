@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask, jsonify
 
-from server import auth
+from server.auth import bearer as auth
+from server.auth.identity import user_key
 from server.config import ConfigError, Settings, load_settings
 from server.errors import register_error_handlers
-from server.identity import user_key
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"  # 38 bytes
 BASE_ENV = {

@@ -7,8 +7,8 @@ import time
 import jwt
 import pytest
 
-from server import auth
-from server.auth import AuthError, TokenVerifier
+from server.auth import bearer as auth
+from server.auth.bearer import AuthError, TokenVerifier
 from server.config import load_settings
 from tests.server.tokens import SECRET, jwt_for
 

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Response
 
 from server import create_app
 from server.emulator.runner import Emulator
-from server.uploads_cli import uploads_group
+from server.uploads.cli import uploads_group
 from tests.server.tokens import SECRET, bearer, jwt_for
 from tests.support import StsCredentials, closed_port_url, root_bucket, sts_bucket
 

@@ -26,14 +26,14 @@ from werkzeug.serving import make_server
 from werkzeug.test import Client, EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-from server.callback_keys import (
+from server.callbacks.keys import (
     PINNED_KEY_URLS,
     KeyFetchFailedError,
     PublicKeyStore,
     UntrustedKeyURLError,
     load_pinned_key,
 )
-from server.callbacks import (
+from server.callbacks.verify import (
     BadEncoding,
     BadSignature,
     BodyTooLarge,
@@ -275,7 +275,9 @@ class FakeClock:
 def test_pinned_key_is_the_published_official_key() -> None:
     from importlib import resources
 
-    shipped = resources.files("server").joinpath("oss_callback_pub_key_v1.pem").read_bytes()
+    shipped = (
+        resources.files("server.callbacks").joinpath("oss_callback_pub_key_v1.pem").read_bytes()
+    )
     assert shipped == OFFICIAL_PEM
     assert hashlib.sha256(shipped).hexdigest() == (
         "ddb240db67e35b3bb78f39cec2811e158da8f630aecbb7b79fc921f9b94dc03d"

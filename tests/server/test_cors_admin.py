@@ -19,8 +19,8 @@ import oss2
 import pytest
 from oss2.models import BucketCors, CorsRule
 
-from server import cors_admin
-from server.cors_admin import (
+from server.bucket import cors_admin
+from server.bucket.cors_admin import (
     DEFAULT_MAX_AGE,
     MAX_RULES,
     SDK_COMMON_HEADERS,

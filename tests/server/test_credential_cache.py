@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 import pytest
 
 from server.config import load_settings
-from server.credential_cache import CacheResult, CredentialCache
-from server.sts_client import (
+from server.credentials.cache import CacheResult, CredentialCache
+from server.credentials.sts_client import (
     AliyunStsClient,
     StsConfigurationError,
     StsCredentials,

@@ -10,7 +10,8 @@ import jwt
 import pytest
 from flask import Flask, jsonify
 
-from server import auth, dev_login
+from server.auth import bearer as auth
+from server.auth import dev_login
 from server.config import ConfigError, Settings, load_settings
 from server.errors import register_error_handlers
 

@@ -9,7 +9,7 @@ import pytest
 from oss2.models import BucketCors, CorsRule
 
 from server import create_app
-from server.doctor import doctor_command, run_checks
+from server.cli.doctor import doctor_command, run_checks
 from server.emulator.runner import Emulator
 from tests.server.test_token_api import app_config
 from tests.support import root_bucket

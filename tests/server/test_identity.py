@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.destinations import Destination
-from server.identity import InvalidSubject, user_key
-from server.session_policy import upload_policy
+from server.auth.identity import InvalidSubject, user_key
+from server.credentials.session_policy import upload_policy
+from server.destinations.destination import Destination
 
 SAFE_KEY = re.compile(r"[A-Za-z0-9._@-]+")
 DEST = Destination("default", "examplebucket", "uploads/{user}/", 1024, ("*/*",), None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.oss_urls import form_url, sdk_origin, upload_origins
+from server.bucket.urls import form_url, sdk_origin, upload_origins
 
 
 @pytest.mark.parametrize(

@@ -33,12 +33,13 @@ from hypothesis import strategies as st
 from werkzeug.serving import make_server
 
 from server import create_app
+from server.auth.identity import user_key
 from server.config import load_settings
-from server.destinations import default_destination
+from server.credentials.grants import UploadGrant, grant_upload
+from server.credentials.sts_client import StsCredentials
+from server.destinations.destination import default_destination
 from server.emulator.runner import Emulator
-from server.grants import UploadGrant, grant_upload
-from server.identity import user_key
-from server.post_policy import (
+from server.post_policy.signing import (
     MAX_NAME_BYTES,
     build_post_policy,
     encode_policy,
@@ -48,7 +49,6 @@ from server.post_policy import (
     sign_policy_v4,
 )
 from server.services import services
-from server.sts_client import StsCredentials
 from tests.server.test_token_api import app_config
 from tests.server.tokens import bearer, jwt_for
 from tests.support import root_bucket

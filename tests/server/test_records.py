@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from server.records import (
+from server.uploads.records import (
     SOURCE_CALLBACK,
     SOURCE_RECONCILE,
     InvalidCursor,

@@ -17,8 +17,7 @@ import oss2
 import pytest
 
 from server.config import ConfigError, Settings, load_settings
-from server.emulator.runner import Emulator
-from server.sts_client import (
+from server.credentials.sts_client import (
     AliyunStsClient,
     Endpoint,
     StsConfigurationError,
@@ -27,6 +26,7 @@ from server.sts_client import (
     _proxies_for,
     parse_endpoint,
 )
+from server.emulator.runner import Emulator
 from tests.support import sts_bucket
 
 ALICE_PREFIX = "uploads/alice/"
@@ -244,7 +244,7 @@ def test_configuration_error_is_logged_loudly_without_secrets(emulator, caplog):
     with pytest.raises(StsConfigurationError):
         assume(client)
 
-    ours = [r for r in caplog.records if r.name == "server.sts_client"]
+    ours = [r for r in caplog.records if r.name == "server.credentials.sts_client"]
     assert any(
         r.levelno == logging.ERROR
         and "EntityNotExist.Role" in r.getMessage()

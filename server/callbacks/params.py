@@ -15,8 +15,8 @@ import base64
 import json
 from urllib.parse import quote
 
-from server.destinations import Destination
-from server.identity import UserKey
+from server.auth.identity import UserKey
+from server.destinations.destination import Destination
 
 #: x-oss-callback and x-oss-callback-var are each limited to 5 KB (OSS "Callback" reference).
 MAX_ENCODED_PARAM_BYTES = 5 * 1024

@@ -20,13 +20,13 @@ import click
 import oss2
 from flask.cli import with_appcontext
 
-from server.bucket_access import oss_endpoint
+from server.auth.identity import user_key
+from server.bucket.access import oss_endpoint
+from server.bucket.cors_admin import CorsAdminError, check_preflights
 from server.config import MIN_JWT_SECRET_BYTES
-from server.cors_admin import CorsAdminError, check_preflights
-from server.grants import grant_upload
-from server.identity import user_key
+from server.credentials.grants import grant_upload
+from server.credentials.sts_client import StsError
 from server.services import Services, services
-from server.sts_client import StsError
 
 #: OSS refuses requests more than 15 minutes off (RequestTimeTooSkewed); warn well before.
 SKEW_FAIL_SECONDS = 15 * 60

@@ -9,9 +9,9 @@ import oss2
 from flask import current_app
 from flask.cli import AppGroup
 
-from server.reconcile import reconcile
+from server.credentials.sts_client import StsError
 from server.services import services
-from server.sts_client import StsError
+from server.uploads.reconcile import reconcile
 
 uploads_group = AppGroup("uploads", help="Upload records.")
 

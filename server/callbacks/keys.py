@@ -151,7 +151,7 @@ def _normalise_all(urls: Sequence[str]) -> frozenset[str]:
 
 def load_pinned_key() -> RSAPublicKey:
     """OSS's official callback key, from the copy shipped in this package."""
-    pem = resources.files("server").joinpath(PINNED_KEY_RESOURCE).read_bytes()
+    pem = resources.files("server.callbacks").joinpath(PINNED_KEY_RESOURCE).read_bytes()
     key = serialization.load_pem_public_key(pem)
     if not isinstance(key, RSAPublicKey):  # pragma: no cover - the shipped file is RSA
         raise RuntimeError(f"{PINNED_KEY_RESOURCE} does not hold an RSA public key")

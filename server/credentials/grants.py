@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from server.callback_params import callback_options
-from server.credential_cache import CredentialCache
-from server.destinations import Destination
-from server.identity import UserKey
-from server.session_policy import policy_fingerprint, upload_policy
-from server.sts_client import StsCredentials
+from server.auth.identity import UserKey
+from server.callbacks.params import callback_options
+from server.credentials.cache import CredentialCache
+from server.credentials.session_policy import policy_fingerprint, upload_policy
+from server.credentials.sts_client import StsCredentials
+from server.destinations.destination import Destination
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """``ossgate cors``: show, plan, apply, restore and check a bucket's CORS rules.
 
-A thin click layer over ``server.cors_admin``: it reads the options, prints, prompts and picks
-exit codes. Every ``CorsAdminError`` becomes one ``Error: …`` line and exit code 1, with the
-bucket unchanged. ``plan --exit-code`` exits 2 when ``apply`` would change something, so CI can
-gate on it; without the flag a successful ``plan`` exits 0 either way.
+A thin click layer over ``server.bucket.cors_admin``: it reads the options, prints, prompts
+and picks exit codes. Every ``CorsAdminError`` becomes one ``Error: …`` line and exit code 1,
+with the bucket unchanged. ``plan --exit-code`` exits 2 when ``apply`` would change something,
+so CI can gate on it; without the flag a successful ``plan`` exits 0 either way.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import click
 from oss2.models import BucketCors
 
-from server.cors_admin import (
+from server.bucket.cors_admin import (
     DEFAULT_MAX_AGE,
     DEFAULT_PROBE_KEY,
     AdminSettings,

@@ -4,7 +4,7 @@ It exists so ``ossgate demo`` works without an identity provider, and only when
 ``OSSGATE_DEV_USERS`` is set (the app factory registers the blueprint then, and never
 otherwise). The tokens it issues are ordinary bearer tokens, signed with
 ``OSSGATE_JWT_SECRET`` and carrying the configured audience and issuer, so they go through
-exactly the same ``server.auth.TokenVerifier`` as any other token.
+exactly the same ``server.auth.bearer.TokenVerifier`` as any other token.
 """
 
 from __future__ import annotations

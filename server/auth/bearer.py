@@ -11,7 +11,7 @@ What a token may choose is kept small on purpose. The accepted algorithms are pi
 ``OSSGATE_JWT_ALGORITHMS`` (so ``alg: none`` and HMAC-with-a-public-key confusion fail), and
 with a JWKS the *key* decides the algorithm family: an RSA key only verifies RS/PS, an EC key
 only the ES algorithm of its curve. ``exp`` and ``sub`` are required; ``aud`` and ``iss`` are
-checked when configured. The subject is then canonicalised by ``server.identity.user_key``.
+checked when configured. The subject is then canonicalised by ``server.auth.identity.user_key``.
 
 Failures are 401 with an RFC 6750 ``WWW-Authenticate`` challenge and a fixed message that
 never repeats the token. A JWKS that cannot be fetched is our outage, not the caller's
@@ -34,9 +34,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from flask import Flask, current_app, g, request
 
+from server.auth.identity import InvalidSubject, UserKey, user_key
 from server.config import ConfigError, Settings
 from server.errors import APIError
-from server.identity import InvalidSubject, UserKey, user_key
 
 log = logging.getLogger(__name__)
 

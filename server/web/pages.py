@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, render_template, url_for
 
+from server.bucket.urls import sdk_origin, upload_origins
 from server.config import Settings
-from server.oss_urls import sdk_origin, upload_origins
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
@@ -58,7 +58,7 @@ def sdk_source(settings: Settings) -> SdkSource:
 
 
 def oss_origin(settings: Settings) -> str:
-    """The one origin ali-oss sends this app's uploads to (server.oss_urls)."""
+    """The one origin ali-oss sends this app's uploads to (server.bucket.urls)."""
     return sdk_origin(settings.oss_bucket, settings.oss_region, settings.oss_endpoint)
 
 

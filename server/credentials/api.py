@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify, request
 
-from server.auth import current_user, require_user
+from server.auth.bearer import current_user, require_user
+from server.auth.identity import UserKey
 from server.config import Settings
+from server.credentials.grants import UploadGrant, grant_upload
+from server.credentials.sts_client import StsConfigurationError, StsUnavailable
 from server.errors import APIError
-from server.grants import UploadGrant, grant_upload
-from server.identity import UserKey
 from server.services import Services, services
-from server.sts_client import StsConfigurationError, StsUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("tokens", __name__, url_prefix="/api")

@@ -20,12 +20,12 @@ import oss2
 from flask import Blueprint, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from server.bucket_access import head
-from server.callbacks import CallbackError, verify_callback_request
+from server.bucket.access import head
+from server.callbacks.verify import CallbackError, verify_callback_request
+from server.credentials.sts_client import StsError
 from server.errors import APIError
-from server.records import SOURCE_CALLBACK
 from server.services import services
-from server.sts_client import StsError
+from server.uploads.records import SOURCE_CALLBACK
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oss_callback", __name__)

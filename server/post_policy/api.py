@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from flask import Blueprint, jsonify, request
 
-from server.auth import current_user, require_user
+from server.auth.bearer import current_user, require_user
+from server.credentials.api import issue_grant
 from server.errors import APIError
-from server.post_policy import build_post_policy
+from server.post_policy.signing import build_post_policy
 from server.services import services
-from server.token_api import issue_grant
 
 log = logging.getLogger(__name__)
 bp = Blueprint("post_policy", __name__, url_prefix="/api")

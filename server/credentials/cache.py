@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from server.sts_client import StsClient, StsCredentials, StsUnavailable
+from server.credentials.sts_client import StsClient, StsCredentials, StsUnavailable
 
 #: How long a stale entry must still live to be served during an outage: enough for the
 #: browser to sign and send a request with it.

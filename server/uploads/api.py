@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from server.auth import current_user, require_user
+from server.auth.bearer import current_user, require_user
 from server.errors import APIError
-from server.records import MAX_PAGE_SIZE, InvalidCursor
 from server.services import services
+from server.uploads.records import MAX_PAGE_SIZE, InvalidCursor
 
 bp = Blueprint("uploads", __name__, url_prefix="/api")
 

@@ -57,7 +57,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wrappers import Request
 
-from server.callback_keys import (
+from server.callbacks.keys import (
     KeyFetchFailedError,
     PublicKeyStore,
     UntrustedKeyURLError,

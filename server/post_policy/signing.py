@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
-from server.callback_params import callback_document, encode_param
-from server.grants import UploadGrant
-from server.oss_urls import form_url
+from server.bucket.urls import form_url
+from server.callbacks.params import callback_document, encode_param
+from server.credentials.grants import UploadGrant
 
 #: ``x-oss-signature-version`` value and the credential scope's terminator (POST V4 signature).
 V4_ALGORITHM = "OSS4-HMAC-SHA256"

@@ -18,9 +18,9 @@ import oss2
 import requests
 
 from server.config import Settings
-from server.credential_cache import CredentialCache
-from server.destinations import Destination
-from server.session_policy import policy_fingerprint
+from server.credentials.cache import CredentialCache
+from server.credentials.session_policy import policy_fingerprint
+from server.destinations.destination import Destination
 
 READER_SESSION_NAME = "ossgate-server"
 #: OSS answers HEAD quickly; the callback must be answered within OSS's 5 s.

@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 from werkzeug.serving import run_simple
 
-from server import create_app
-from server.cors_admin import (
+from server.app import create_app
+from server.bucket.cors_admin import (
     CorsAdminError,
     admin_bucket,
     apply_needed_rule,

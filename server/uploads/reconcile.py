@@ -5,7 +5,7 @@ that has no record with its ETag, through the same ``record_upload`` as callback
 ``reconcile``). Safe to run any time and any number of times: recording is idempotent, so a
 second run adds nothing and a run racing a callback still ends with one record.
 
-It lists with the server's read credentials (server.bucket_access): the role must allow
+It lists with the server's read credentials (server.bucket.access): the role must allow
 ``oss:ListObjects`` and ``oss:GetObject`` for reconcile to work.
 """
 
@@ -16,9 +16,9 @@ from datetime import datetime
 
 import oss2
 
-from server.bucket_access import head, listing_prefix
-from server.destinations import Destination
-from server.records import SOURCE_RECONCILE, UploadRecords
+from server.bucket.access import head, listing_prefix
+from server.destinations.destination import Destination
+from server.uploads.records import SOURCE_RECONCILE, UploadRecords
 
 
 @dataclass

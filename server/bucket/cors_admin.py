@@ -10,7 +10,7 @@ any change. ``check_preflights`` then proves the result with real OPTIONS reques
 The admin commands run before the app is configured, so this module reads only the few
 variables it needs (``load_admin_settings``) instead of ``server.config``'s full ``Settings``.
 It holds no click code: every failure is a ``CorsAdminError`` whose message is one line that
-says what to do next; the CLI (``server.cors_cli``) prints it.
+says what to do next; the CLI (``server.bucket.cors_cli``) prints it.
 """
 
 from __future__ import annotations

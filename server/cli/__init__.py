@@ -6,13 +6,13 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, NoAppException
 
-from server import create_app
+from server.app import create_app
+from server.bucket.cors_cli import cors_group
+from server.cli.demo import demo_command
+from server.cli.doctor import doctor_command
 from server.config import ConfigError
-from server.cors_cli import cors_group
-from server.demo import demo_command
-from server.doctor import doctor_command
 from server.emulator.cli import emulator_command
-from server.uploads_cli import uploads_group
+from server.uploads.cli import uploads_group
 
 
 class _NoConfiguration(NoAppException):

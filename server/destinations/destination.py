@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.auth.identity import UserKey, is_user_key
 from server.config import CallbackSettings, Settings
-from server.identity import UserKey, is_user_key
 
 DEFAULT_DESTINATION = "default"
 
@@ -28,7 +28,7 @@ class Destination:
     def prefix_for(self, user: UserKey) -> str:
         """The key prefix the user's credentials are confined to, e.g. ``uploads/alice/``.
 
-        ``user.key`` is canonical (server.identity), so the result has no wildcard,
+        ``user.key`` is canonical (server.auth.identity), so the result has no wildcard,
         separator or traversal coming from the user.
         """
         return self.prefix_template.replace("{user}", user.key)

@@ -1,0 +1,2 @@
+"""What the browser may do: STS AssumeRole, session policies, the credential cache, grants and
+``/api/sts-token``."""

@@ -1,0 +1,1 @@
+"""PostObject form uploads the server pins exactly: V4 policy signing and ``/api/post-policy``."""

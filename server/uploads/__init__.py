@@ -1,0 +1,1 @@
+"""What was uploaded: upload records, reconcile, ``/api/uploads`` and ``ossgate uploads``."""

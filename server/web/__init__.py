@@ -1,0 +1,1 @@
+"""What a browser or an operator fetches: the upload page, health checks, the OpenAPI document."""
