@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from server.callbacks.keys import parse_key_url
 from server.origins import InvalidOrigin, unique_origins
+from server.urls import parse_key_url
 
 DEFAULT_STS_ENDPOINT = "sts.aliyuncs.com"
 DEFAULT_REGION = "oss-cn-hangzhou"

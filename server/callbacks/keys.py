@@ -22,7 +22,6 @@ cannot turn into a burst of fetches, and the number of fetches per minute is cap
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -33,6 +32,8 @@ from importlib import resources
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from server.urls import KeyURL, parse_key_url
 
 #: OSS's callback key host (OSS "Callback" reference: the key URL "starts with
 #: http://gosspublic.alicdn.com/ or https://gosspublic.alicdn.com/").
@@ -53,19 +54,6 @@ DEFAULT_MAX_ENTRIES = 32
 DEFAULT_MAX_FETCHES_PER_MINUTE = 20
 #: The official key is 512-bit (OSS's choice); nothing smaller is accepted.
 MIN_KEY_BITS = 512
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-# RFC 3986 pieces, ASCII only. The authority is a reg-name of letters, digits, dots and
-# hyphens or a bracketed IPv6 literal: no userinfo, no percent-encoding, no backslash.
-_PCT = r"%[0-9A-Fa-f]{2}"
-_PCHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=:@]"
-_URL = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
-    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
-    r"(?::(?P<port>[0-9]{1,5}))?"
-    rf"(?P<path>(?:/(?:{_PCHAR}|{_PCT})*)*)"
-    rf"(?:\?(?P<query>(?:{_PCHAR}|[/?]|{_PCT})*))?"
-)
 
 
 class KeyURLError(Exception):
@@ -78,53 +66,6 @@ class UntrustedKeyURLError(KeyURLError):
 
 class KeyFetchFailedError(KeyURLError):
     """An allowed URL could not be turned into an RSA public key (network, status, content)."""
-
-
-@dataclass(frozen=True)
-class KeyURL:
-    """A parsed, normalised key URL; ``str()`` is the only form ever fetched."""
-
-    scheme: str
-    host: str
-    port: int | None  # None for the scheme's default port
-    path: str
-    query: str | None
-
-    def __str__(self) -> str:
-        port = f":{self.port}" if self.port is not None else ""
-        query = f"?{self.query}" if self.query is not None else ""
-        return f"{self.scheme}://{self.host}{port}{self.path}{query}"
-
-
-def parse_key_url(url: str) -> KeyURL:
-    """Parse ``url`` by the strict grammar above and normalise it; raise ``ValueError``.
-
-    Normalisation: scheme and host lower-cased, a default port (80/443) dropped, an empty
-    path made ``/``. A host with a trailing dot (``gosspublic.alicdn.com.``) does not parse:
-    it would name the same host by another spelling.
-    """
-    if not url.isascii() or not url.isprintable():
-        raise ValueError("not a printable ASCII URL")
-    match = _URL.fullmatch(url)
-    if match is None:
-        raise ValueError("not an absolute URL of the form scheme://host[:port]/path")
-    scheme = match["scheme"].lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise ValueError("only http and https URLs are used")
-    port: int | None = None
-    if match["port"] is not None:
-        port = int(match["port"])
-        if not 1 <= port <= 65535:
-            raise ValueError("port out of range")
-        if port == _DEFAULT_PORTS[scheme]:
-            port = None
-    return KeyURL(
-        scheme=scheme,
-        host=match["host"].lower(),
-        port=port,
-        path=match["path"] or "/",
-        query=match["query"],
-    )
 
 
 def _is_oss_key_url(parsed: KeyURL) -> bool:

@@ -8,20 +8,16 @@ The JSON keys are the ones ali-oss's ``refreshSTSToken`` must return (``accessKe
 from __future__ import annotations
 
 import functools
-import logging
 from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify, request
 
 from server.auth.bearer import current_user, require_user
-from server.auth.identity import UserKey
 from server.config import Settings
-from server.credentials.grants import UploadGrant, grant_upload
-from server.credentials.sts_client import StsConfigurationError, StsUnavailable
+from server.credentials.grants import UploadGrant, issue_grant
 from server.errors import APIError
-from server.services import Services, services
+from server.services import services
 
-log = logging.getLogger(__name__)
 bp = Blueprint("tokens", __name__, url_prefix="/api")
 
 
@@ -60,27 +56,6 @@ def _mobile_shape(grant: UploadGrant) -> dict:
         "SecurityToken": grant.credentials.security_token,
         "Expiration": _iso(grant.credentials.expiration),
     }
-
-
-def issue_grant(user: UserKey, app_services: Services | None = None) -> UploadGrant:
-    """The user's grant for the default destination, STS failures mapped to HTTP errors:
-    503 with Retry-After while STS is unreachable or throttling, a generic 500 (details only
-    in the log) when STS refuses the server's configuration."""
-    app_services = app_services or services()
-    try:
-        return grant_upload(user, app_services.destination, app_services.credentials)
-    except StsUnavailable as exc:
-        raise APIError(
-            503,
-            "sts_unavailable",
-            "Upload credentials cannot be issued right now; try again shortly.",
-            {"Retry-After": str(exc.retry_after)},
-        ) from None
-    except StsConfigurationError as exc:
-        log.error("STS refused AssumeRole (%s): check the server's configuration", exc.code)
-        raise APIError(
-            500, "internal_error", "Upload credentials cannot be issued (server error)."
-        ) from None
 
 
 @bp.route("/sts-token", methods=["POST", "GET"])

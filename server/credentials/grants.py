@@ -9,14 +9,23 @@ the same grant's credentials, so neither makes an extra STS call.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 
 from server.auth.identity import UserKey
 from server.callbacks.params import callback_options
 from server.credentials.cache import CredentialCache
 from server.credentials.session_policy import policy_fingerprint, upload_policy
-from server.credentials.sts_client import StsCredentials
+from server.credentials.sts_client import (
+    StsConfigurationError,
+    StsCredentials,
+    StsUnavailable,
+)
 from server.destinations.destination import Destination
+from server.errors import APIError
+from server.services import Services, services
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,3 +89,24 @@ def _grant_shape(destination: Destination, user: UserKey) -> _GrantShape:
         cache_key=f"{destination.name}:{user.key}:{policy_fingerprint(policy)}",
         callback=callback_options(destination, user),
     )
+
+
+def issue_grant(user: UserKey, app_services: Services | None = None) -> UploadGrant:
+    """The user's grant for the default destination, STS failures mapped to HTTP errors:
+    503 with Retry-After while STS is unreachable or throttling, a generic 500 (details only
+    in the log) when STS refuses the server's configuration."""
+    app_services = app_services or services()
+    try:
+        return grant_upload(user, app_services.destination, app_services.credentials)
+    except StsUnavailable as exc:
+        raise APIError(
+            503,
+            "sts_unavailable",
+            "Upload credentials cannot be issued right now; try again shortly.",
+            {"Retry-After": str(exc.retry_after)},
+        ) from None
+    except StsConfigurationError as exc:
+        log.error("STS refused AssumeRole (%s): check the server's configuration", exc.code)
+        raise APIError(
+            500, "internal_error", "Upload credentials cannot be issued (server error)."
+        ) from None

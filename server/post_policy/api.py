@@ -9,70 +9,16 @@ shape is the familiar presigned-POST one: post every field of ``fields`` (in any
 
 from __future__ import annotations
 
-import logging
-import re
-from dataclasses import dataclass
-
 from flask import Blueprint, jsonify, request
 
 from server.auth.bearer import current_user, require_user
-from server.credentials.api import issue_grant
+from server.credentials.grants import issue_grant
 from server.errors import APIError
+from server.post_policy.request import MAX_BODY_BYTES, parse_upload_request
 from server.post_policy.signing import build_post_policy
 from server.services import services
 
-log = logging.getLogger(__name__)
 bp = Blueprint("post_policy", __name__, url_prefix="/api")
-
-#: Request limits: the JSON body, the declared name (hostile names are sanitised, absurd ones
-#: refused) and the declared type (RFC 9110 media type, optional parameters).
-MAX_BODY_BYTES = 16 * 1024
-MAX_FILENAME_CHARS = 4096
-MAX_CONTENT_TYPE_CHARS = 255
-_TCHARS = r"[A-Za-z0-9!#$&^_.+-]+"
-CONTENT_TYPE_PATTERN = (
-    rf'^({_TCHARS}/{_TCHARS}(\s*;\s*{_TCHARS}=({_TCHARS}|"[^"\\\x00-\x1f\x7f]*"))*)?$'
-)
-_CONTENT_TYPE = re.compile(CONTENT_TYPE_PATTERN)
-#: What a file of unknown type is declared as (browsers give such files an empty File.type).
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
-
-
-@dataclass(frozen=True)
-class UploadRequest:
-    filename: str
-    size: int
-    content_type: str
-
-
-def _invalid(message: str) -> APIError:
-    return APIError(400, "invalid_request", message)
-
-
-def parse_upload_request(body: object, max_bytes: int) -> UploadRequest:
-    """Validate ``{filename, size, contentType}``: 400 malformed, 413 too large."""
-    if not isinstance(body, dict):
-        raise _invalid('The body must be a JSON object: {"filename", "size", "contentType"}.')
-    filename, size, content_type = body.get("filename"), body.get("size"), body.get("contentType")
-    if not isinstance(filename, str) or not 0 < len(filename) <= MAX_FILENAME_CHARS:
-        raise _invalid(f"'filename' must be a string of 1 to {MAX_FILENAME_CHARS} characters.")
-    if isinstance(size, float) and size.is_integer():
-        size = int(size)  # JSON has one number type: 1.0 is a whole number
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise _invalid("'size' must be the file's size in bytes, a whole number of at least 1.")
-    if size > max_bytes:
-        raise APIError(
-            413, "too_large", f"The file is {size} bytes; uploads here are at most {max_bytes}."
-        )
-    if content_type is None:
-        content_type = ""
-    if (
-        not isinstance(content_type, str)
-        or len(content_type) > MAX_CONTENT_TYPE_CHARS
-        or not _CONTENT_TYPE.match(content_type)
-    ):
-        raise _invalid("'contentType' must be a media type such as image/png (or empty).")
-    return UploadRequest(filename, size, content_type.strip() or DEFAULT_CONTENT_TYPE)
 
 
 @bp.post("/post-policy")

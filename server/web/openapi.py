@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from server.post_policy.api import CONTENT_TYPE_PATTERN, MAX_CONTENT_TYPE_CHARS, MAX_FILENAME_CHARS
+from server.post_policy.request import (
+    CONTENT_TYPE_PATTERN,
+    MAX_CONTENT_TYPE_CHARS,
+    MAX_FILENAME_CHARS,
+)
 
 bp = Blueprint("openapi", __name__)
 
