@@ -7,6 +7,8 @@ The result is one frozen ``Settings`` value kept in ``app.config["OSSGATE"]``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -65,6 +67,9 @@ class CallbackSettings:
     body: str
     body_type: str
     sni: bool
+    #: HMAC key of the grant bindings in callback URLs (server.callbacks.binding), derived
+    #: from the server's AccessKey secret by ``derive_key``.
+    binding_key: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -252,7 +257,16 @@ def _types(reader: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, .
     return types
 
 
-def _callback(reader: _Reader) -> CallbackSettings | None:
+def derive_key(secret: str, purpose: str) -> bytes:
+    """A key for one purpose, derived from a configured secret (HMAC-SHA256 as a PRF).
+
+    Lets ossgate sign things of its own (callback bindings) without a new secret to
+    distribute, and without the configured secret itself signing anything new.
+    """
+    return hmac.new(secret.encode(), f"ossgate {purpose} v1".encode(), hashlib.sha256).digest()
+
+
+def _callback(reader: _Reader, access_key_secret: str) -> CallbackSettings | None:
     urls = reader.items("OSSGATE_CALLBACK_URL", ";")
     if not urls:
         for dependent in ("OSSGATE_CALLBACK_BODY", "OSSGATE_CALLBACK_BODY_TYPE"):
@@ -284,6 +298,7 @@ def _callback(reader: _Reader) -> CallbackSettings | None:
         body=body,
         body_type=body_type,
         sni=reader.boolean("OSSGATE_CALLBACK_SNI", all_https),
+        binding_key=derive_key(access_key_secret, "callback binding"),
     )
 
 
@@ -405,13 +420,15 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             raise ConfigError(f"OSSGATE_CALLBACK_TRUSTED_KEY_URLS: {exc}") from None
     cors_origins = _origins(r)
     jwt_secret, jwks_url, algorithms = _jwt(r)
+    access_key_id = r.required(
+        "ALIBABA_CLOUD_ACCESS_KEY_ID", "the server's own AccessKey, used only to AssumeRole"
+    )
+    access_key_secret = r.required(
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "the secret of ALIBABA_CLOUD_ACCESS_KEY_ID"
+    )
     return Settings(
-        access_key_id=r.required(
-            "ALIBABA_CLOUD_ACCESS_KEY_ID", "the server's own AccessKey, used only to AssumeRole"
-        ),
-        access_key_secret=r.required(
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "the secret of ALIBABA_CLOUD_ACCESS_KEY_ID"
-        ),
+        access_key_id=access_key_id,
+        access_key_secret=access_key_secret,
         sts_role_arn=role_arn,
         sts_endpoint=sts_endpoint,
         sts_duration_seconds=duration,
@@ -426,7 +443,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "OSSGATE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1, 48_800 * 1024**3
         ),
         allowed_content_types=_types(r, "OSSGATE_ALLOWED_CONTENT_TYPES", ("*/*",)),
-        callback=_callback(r),
+        callback=_callback(r, access_key_secret),
         callback_trusted_key_urls=trusted,
         jwt_secret=jwt_secret,
         jwt_jwks_url=jwks_url,

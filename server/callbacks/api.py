@@ -8,8 +8,10 @@ small JSON quickly, and never record anything that did not verify.
 A verified signature proves OSS sent the callback, not that its body describes an object in
 our bucket: OSS signs every customer's callbacks with the same key and the uploader writes
 the body template, so anyone can have OSS sign a body naming our bucket and someone else's
-key. The receiver therefore takes the owner from the key's prefix and the facts (ETag, size,
-type) from a HEAD of the object in our bucket, and records nothing the bucket does not hold.
+key. The receiver therefore checks the grant binding in the callback URL's query (which OSS
+signs) and refuses, before looking at the object, a callback whose object is not under the
+bound user's prefix; it takes the facts (ETag, size, type) from a HEAD of the object in our
+bucket, and records nothing the bucket does not hold.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.bucket.access import head
+from server.callbacks.binding import UnboundCallback, verify_binding
 from server.callbacks.verify import CallbackError, verify_callback_request
 from server.credentials.sts_client import StsError
 from server.errors import APIError
@@ -36,14 +39,15 @@ MAX_CALLBACK_BODY_BYTES = 64 * 1024
 
 @bp.post("/oss/callback")
 def oss_callback():
-    """Record a verified upload.
+    """Record a verified, grant-bound upload.
 
     Request: OSS's callback POST (``authorization`` and ``x-oss-pub-key-url`` headers, body
-    from the configured template). Response 200: ``{"status": "recorded", "recordId", "key",
-    "size", "etag", "contentType"}``. Errors: 400 malformed, 403 bad signature / untrusted
-    key / key outside every user prefix / other bucket, 413 body too large, 503 database or
-    key fetch failure (OSS then answers the browser 203; reconcile recovers the record),
-    404 the object is not in the bucket (a forged body).
+    from the configured template; the URL's query carries the grant binding). Response 200:
+    ``{"status": "recorded", "recordId", "key", "size", "etag", "contentType"}``. Errors: 400
+    malformed, 403 bad signature / untrusted key / no valid binding / object outside the bound
+    user's prefix / other bucket, 413 body too large, 503 database or key fetch failure (OSS
+    then answers the browser 203; reconcile recovers the record), 404 the object is not in the
+    bucket (a forged body).
     """
     app = services()
     try:
@@ -64,11 +68,7 @@ def oss_callback():
             "incomplete_callback",
             "The callback body must carry ${bucket} and ${object} (see OSSGATE_CALLBACK_BODY).",
         )
-    if callback.bucket != destination.bucket:
-        raise APIError(403, "wrong_bucket", "This callback is for a bucket ossgate does not serve.")
-    owner = destination.owner_of(callback.object)
-    if owner is None:
-        raise APIError(403, "outside_prefix", "The object is not under any user's upload prefix.")
+    owner = _bound_owner(callback.bucket, callback.object)
     try:
         facts = head(app.server_bucket.bucket(), callback.object)
     except (StsError, oss2.exceptions.OssError, OSError):
@@ -106,3 +106,36 @@ def oss_callback():
         etag=record.etag,
         contentType=record.content_type,
     )
+
+
+def _bound_owner(bucket: str, key: str) -> str:
+    """The user the callback's grant binding names, once the object is known to be theirs.
+
+    Every refusal here happens before anything looks at the object, and none of them depends
+    on whether the named key exists, so a callback naming someone else's key learns nothing.
+    """
+    destination = services().destination
+    try:
+        if destination.callback is None or not destination.callback.binding_key:
+            raise UnboundCallback("no callback is configured, so no binding was ever issued")
+        binding = verify_binding(
+            request.args.to_dict(flat=False), destination.callback.binding_key, destination.bucket
+        )
+    except UnboundCallback as exc:
+        log.warning("callback refused: unbound_callback (%s)", exc)
+        raise APIError(
+            403,
+            "unbound_callback",
+            "This callback carries no valid grant binding: use the callback parameters "
+            "ossgate hands out with upload credentials.",
+        ) from None
+    if binding.destination != destination.name:
+        raise APIError(403, "outside_grant", "The callback's grant is for another destination.")
+    if bucket != destination.bucket:
+        raise APIError(403, "wrong_bucket", "This callback is for a bucket ossgate does not serve.")
+    if destination.owner_of(key) != binding.user:
+        log.warning("callback refused: outside_grant")
+        raise APIError(
+            403, "outside_grant", "The callback's object is not under its grant's upload prefix."
+        )
+    return binding.user

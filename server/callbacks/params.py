@@ -6,7 +6,8 @@ ali-oss turns ``{url, host, body, contentType, callbackSNI, customValue}`` into 
 are checked here, where the parameters are built, instead of failing on the user's upload.
 
 The browser can rewrite or drop all of this; the owner of an upload is therefore decided from
-the object key when the callback arrives, never from ``customValue``.
+the object key when the callback arrives, never from ``customValue``, and each URL carries the
+grant binding (server.callbacks.binding) that ties the callback to this user and destination.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 from urllib.parse import quote
 
 from server.auth.identity import UserKey
+from server.callbacks.binding import Binding, bind_url
 from server.destinations.destination import Destination
 
 #: x-oss-callback and x-oss-callback-var are each limited to 5 KB (OSS "Callback" reference).
@@ -59,7 +61,10 @@ def callback_options(destination: Destination, user: UserKey) -> dict | None:
     settings = destination.callback
     if settings is None:
         return None
-    url = ";".join(settings.urls)
+    binding = Binding(user=user.key, destination=destination.name)
+    url = ";".join(
+        bind_url(u, settings.binding_key, destination.bucket, binding) for u in settings.urls
+    )
     options: dict = {"url": url, "body": settings.body, "contentType": settings.body_type}
     if settings.host:
         options["host"] = settings.host

@@ -36,6 +36,7 @@ def _free_port() -> int:
 class Served:
     app: Flask
     url: str
+    answers: list[tuple[int, dict]]  # what /oss/callback answered OSS, in order
 
     def token(self, subject: str) -> dict:
         response = requests.post(
@@ -72,13 +73,33 @@ def _config(emu: Emulator, callback_url: str, tmp_path, **extra: str) -> dict[st
     }
 
 
+def _recording_answers(app: Flask, answers: list[tuple[int, dict]]):
+    """WSGI wrapper keeping each /oss/callback answer, to see what OSS was told."""
+
+    def wsgi(environ, start_response):
+        if environ["PATH_INFO"] != "/oss/callback":
+            return app(environ, start_response)
+        seen: dict = {}
+
+        def keep_status(status, headers, exc_info=None):
+            seen["status"] = int(status.split()[0])
+            return start_response(status, headers, exc_info)
+
+        body = b"".join(app(environ, keep_status))
+        answers.append((seen["status"], json.loads(body)))
+        return [body]
+
+    return wsgi
+
+
 @pytest.fixture
 def served(emulator: Emulator, tmp_path) -> Iterator[Served]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     app = create_app(_config(emulator, f"{url}/oss/callback", tmp_path))
-    server, thread = _serve(app, port)
-    yield Served(app, url)
+    answers: list[tuple[int, dict]] = []
+    server, thread = _serve(_recording_answers(app, answers), port)
+    yield Served(app, url, answers)
     server.shutdown()
     thread.join()
 
@@ -189,6 +210,85 @@ def test_forged_body_naming_another_users_object_records_nothing(
     assert result.status == 203
     assert served.uploads("bob") == []
     assert served.uploads("mallory") == []
+
+
+def _heads_counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the receiver's HEADs of objects (the app runs in this process)."""
+    import server.callbacks.api as callback_api
+
+    heads: list[str] = []
+    real_head = callback_api.head
+
+    def counting_head(bucket, key):
+        heads.append(key)
+        return real_head(bucket, key)
+
+    monkeypatch.setattr(callback_api, "head", counting_head)
+    return heads
+
+
+def test_callback_naming_another_users_key_is_refused_before_any_head(
+    served: Served, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Carol's own upload, with a body naming Bob's key: refused with her grant's binding,
+    the same answer whether Bob's key exists or not, and Bob's record untouched."""
+    bob = served.token("bob")
+    _as_user(emulator, bob).put_object(
+        bob["prefix"] + "secret.png", b"\x89PNG bob", headers=_callback_headers(bob["callback"])
+    )
+    (bobs_record,) = served.uploads("bob")
+    heads = _heads_counted(monkeypatch)
+    carol = served.token("carol")
+    answers = []
+    for named in (bob["prefix"] + "secret.png", bob["prefix"] + "no-such-object.png"):
+        forged = dict(carol["callback"])
+        forged["body"] = (
+            '{"bucket":${bucket},"object":' + json.dumps(named) + ',"etag":${etag},'
+            '"size":${size},"mimeType":${mimeType},"x:uid":${x:uid}}'
+        )
+        served.answers.clear()
+        result = _as_user(emulator, carol).put_object(
+            carol["prefix"] + "mine.png",
+            b"carol's bytes",
+            headers=_callback_headers(forged, {"uid": "bob", "note": "written by carol"}),
+        )
+        assert result.status == 203
+        answers.append(served.answers[-1])
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 403
+    assert answers[0][1]["error"]["code"] == "outside_grant"
+    assert "bob" not in json.dumps(answers[0][1])
+    assert heads == []
+    assert served.uploads("bob") == [bobs_record]
+    assert served.uploads("carol") == []
+
+
+def test_callback_without_a_valid_binding_is_refused(served: Served, emulator: Emulator) -> None:
+    """An old-style callback URL (no binding), a binding rewritten for another user, and a
+    binding repeated with two values are all refused; the handed-out one is accepted."""
+    grant = served.token("erin")
+    bucket = _as_user(emulator, grant)
+    bound_url = grant["callback"]["url"]
+    bare_url = bound_url.split("?", 1)[0]
+    for url in (
+        bare_url,
+        bound_url.replace("ossgate_user=erin", "ossgate_user=bob"),
+        bound_url + "&ossgate_user=bob",
+    ):
+        served.answers.clear()
+        tampered = {**grant["callback"], "url": url}
+        result = bucket.put_object(
+            grant["prefix"] + "f.txt", b"x", headers=_callback_headers(tampered)
+        )
+        assert result.status == 203
+        assert served.answers[-1][0] == 403
+        assert served.answers[-1][1]["error"]["code"] == "unbound_callback"
+    assert served.uploads("erin") == []
+    result = bucket.put_object(
+        grant["prefix"] + "f.txt", b"x", headers=_callback_headers(grant["callback"])
+    )
+    assert result.status == 200
+    assert len(served.uploads("erin")) == 1
 
 
 def test_key_outside_user_prefixes_is_refused(served: Served, emulator: Emulator) -> None:

@@ -355,7 +355,9 @@ def test_response_shape_and_conditions(client: FlaskClient, emulator: Emulator) 
     for name in ("x-oss-credential", "x-oss-date", "x-oss-security-token", "callback", "x:uid"):
         assert {name: fields[name]} in conditions
     callback = json.loads(base64.b64decode(fields["callback"]))
-    assert callback["callbackUrl"] == "http://127.0.0.1:5000/oss/callback"
+    assert callback["callbackUrl"].startswith(
+        f"http://127.0.0.1:5000/oss/callback?ossgate_user={subject}&ossgate_destination=default&"
+    )
     assert "${x:uid}" in callback["callbackBody"]
 
 

@@ -71,8 +71,11 @@ def test_token_response_shape(client: FlaskClient, emulator: Emulator) -> None:
     assert body["endpoint"] == emulator.oss_endpoint
     assert body["secure"] is False
     assert body["prefix"] == "uploads/alice/"
+    url, _, binding = body["callback"]["url"].partition("?")
+    assert url == "http://127.0.0.1:5000/oss/callback"
+    assert binding.startswith("ossgate_user=alice&ossgate_destination=default&ossgate_binding=")
     assert body["callback"] == {
-        "url": "http://127.0.0.1:5000/oss/callback",
+        "url": body["callback"]["url"],
         "body": body["callback"]["body"],
         "contentType": "application/json",
         "callbackSNI": False,
