@@ -57,6 +57,7 @@ test: all chromium postgresql redis
 lint: all
 	$(BIN)/ruff check server tests $(wildcard bench)
 	$(BIN)/ruff format --check server tests $(wildcard bench)
+	node_modules/.bin/tsc -p tsconfig.json
 
 format: all
 	$(BIN)/ruff format server tests $(wildcard bench)

@@ -14,7 +14,7 @@
  *   working). The token never goes into a URL.
  *
  * Upload options (multipart threshold, part size, parallelism, refresh interval and margin,
- * see DEFAULTS in ossgate-upload.js) may be overridden by setting
+ * see DEFAULTS in upload/options.js) may be overridden by setting
  * `window.ossgateUploadOptions = {...}` before this module runs; the tests and the benchmark
  * do so to use small parts and short intervals.
  *
@@ -29,19 +29,27 @@
 import { MESSAGES, fillText, pickLanguage, translateDocument, translator } from './i18n.js';
 import { Mode, Status, Uploader } from './ossgate-upload.js';
 
+/** @import { OssgateError, Upload, UploaderOptions } from './ossgate-upload.js' */
+
 export const TOKEN_KEY = 'ossgate.token';
 
-const $ = (selector) => document.querySelector(selector);
+/**
+ * The element of the page's template that `selector` names (the template has them all).
+ * @param {string} selector
+ */
+const $ = (selector) => /** @type {HTMLElement} */ (document.querySelector(selector));
 const config = document.body.dataset;
 const language = pickLanguage(navigator.languages || [navigator.language]);
 const t = translator(language);
 const messageOrigins = (config.messageOrigins || '').split(/\s+/).filter(Boolean);
-const rows = new Map(); // Upload -> <li>
+/** @type {Map<Upload, HTMLLIElement>} */
+const rows = new Map();
 
 // -- small helpers ----------------------------------------------------------------------------
 
+/** @param {number | undefined} bytes */
 export function formatBytes(bytes) {
-  if (!Number.isFinite(bytes)) return '';
+  if (bytes === undefined || !Number.isFinite(bytes)) return '';
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes;
   let unit = 0;
@@ -53,6 +61,14 @@ export function formatBytes(bytes) {
   return `${value.toFixed(digits)} ${units[unit]}`;
 }
 
+/**
+ * A new element; attributes that are null, undefined or false are left out, true ones empty.
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Record<string, string | number | boolean | null | undefined>} [attributes]
+ * @param {string | null} [text]
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 function element(tag, attributes = {}, text = null) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {
@@ -67,6 +83,7 @@ function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
+/** @param {{type: string}} message */
 function postToHost(message) {
   const targets = [window.parent !== window ? window.parent : null, window.opener].filter(Boolean);
   for (const target of targets) {
@@ -76,7 +93,11 @@ function postToHost(message) {
 
 // -- notices ----------------------------------------------------------------------------------
 
-/** The page-wide message (role=alert); `kind` lets tests and styles tell them apart. */
+/**
+ * The page-wide message (role=alert); `kind` lets tests and styles tell them apart.
+ * @param {string} kind
+ * @param {string} text
+ */
 function showNotice(kind, text) {
   const notice = $('#notice');
   notice.dataset.kind = kind;
@@ -84,6 +105,7 @@ function showNotice(kind, text) {
   notice.hidden = false;
 }
 
+/** @param {string | null} [kind]  only a notice of this kind; any when null */
 function clearNotice(kind = null) {
   const notice = $('#notice');
   if (kind === null || notice.dataset.kind === kind) {
@@ -93,7 +115,10 @@ function clearNotice(kind = null) {
   }
 }
 
-/** The sentence for an OssgateError, in the page's language. */
+/**
+ * The sentence for an OssgateError, in the page's language.
+ * @param {OssgateError | null} error
+ */
 function describe(error) {
   if (!error) return '';
   switch (error.kind) {
@@ -139,6 +164,7 @@ const PAGE_WIDE = new Set(['cors', 'session', 'network', 'denied', 'unavailable'
  * The server's form-upload setting (OSSGATE_FORM_UPLOAD / _TYPES): "off" uploads directly,
  * "always" uses signed forms, "auto" sends small files of the listed types (or, with no list,
  * every small file) as forms. window.ossgateUploadOptions still overrides it.
+ * @returns {Partial<UploaderOptions>}
  */
 function formUploadOptions() {
   const types = (config.formUpload === 'auto' && config.formUploadTypes) || '';
@@ -172,6 +198,7 @@ uploader.addEventListener('session-expired', () => {
 
 // -- rows -------------------------------------------------------------------------------------
 
+/** @param {Upload} upload */
 function buildRow(upload) {
   const li = element('li', { class: 'upload', id: upload.id });
   const head = element('div', { class: 'row-head' });
@@ -207,26 +234,29 @@ function buildRow(upload) {
   return li;
 }
 
+/** @param {Upload} upload */
 function renderRow(upload) {
   const li = rows.get(upload);
   if (!li) return;
+  /** @param {string} selector  of an element buildRow made */
+  const part = (selector) => /** @type {HTMLElement} */ (li.querySelector(selector));
   li.dataset.status = upload.status;
   li.dataset.mode = upload.mode;
   if (upload.key) li.dataset.key = upload.key;
-  li.querySelector('.state').textContent = t(`status_${upload.status}`);
+  part('.state').textContent = t(`status_${upload.status}`);
 
-  const bar = li.querySelector('progress');
+  const bar = /** @type {HTMLProgressElement} */ (li.querySelector('progress'));
   bar.value = upload.status === Status.DONE || upload.status === Status.UNCONFIRMED
     ? 1 : upload.fraction;
 
-  const parts = li.querySelector('.parts');
+  const parts = part('.parts');
   parts.textContent = upload.mode === 'multipart' && upload.partsTotal
     ? t('parts', { done: upload.partsDone, total: upload.partsTotal }) : '';
-  const speed = li.querySelector('.speed');
+  const speed = part('.speed');
   speed.textContent = upload.speed > 0 && upload.status !== Status.QUEUED
     ? t('speed', { rate: formatBytes(upload.speed) }) : '';
 
-  const record = li.querySelector('.record');
+  const record = part('.record');
   const data = upload.result && upload.result.data;
   if (upload.status === Status.DONE && data && data.recordId !== undefined) {
     li.dataset.recordId = String(data.recordId);
@@ -236,7 +266,7 @@ function renderRow(upload) {
     record.textContent = '';
   }
 
-  const message = li.querySelector('.message');
+  const message = part('.message');
   let text = '';
   if (upload.error) {
     li.dataset.error = upload.error.kind;
@@ -254,10 +284,10 @@ function renderRow(upload) {
   fillText(message, text);
   message.hidden = !text;
 
-  const cancel = li.querySelector('.cancel');
+  const cancel = /** @type {HTMLButtonElement} */ (part('.cancel'));
   cancel.hidden = !(upload.status === Status.QUEUED || upload.status === Status.UPLOADING);
   cancel.disabled = !upload.cancellable;
-  const retry = li.querySelector('.retry');
+  const retry = part('.retry');
   retry.hidden = !upload.retryable;
   retry.textContent = upload.status === Status.CANCELLED ? t('resume') : t('retry');
 
@@ -267,6 +297,7 @@ function renderRow(upload) {
   }
 }
 
+/** @param {FileList | null | undefined} files */
 function addFiles(files) {
   const list = Array.from(files || []);
   if (list.length === 0 || !token()) return;
@@ -291,6 +322,7 @@ function addFiles(files) {
 
 // -- upload method ----------------------------------------------------------------------------
 
+/** @param {string} mode  a Mode value */
 function modeHelp(mode) {
   const size = formatBytes(uploader.options.multipartThreshold);
   if (mode === Mode.FORM) return t('mode_help_form');
@@ -298,13 +330,18 @@ function modeHelp(mode) {
   const { formUpload, formUploadTypes } = uploader.options;
   if (typeof formUpload === 'function') return t('mode_help_auto_custom');
   if (formUpload === true) return t('mode_help_auto_all', { size });
-  return t('mode_help_auto_types', { size, types: formUploadTypes.join(', ') });
+  // Auto is offered only when uploader.autoUsesForm: here, with a list of types.
+  return t('mode_help_auto_types', {
+    size, types: /** @type {string[]} */ (formUploadTypes).join(', '),
+  });
 }
 
 /** The method selector: its choice applies to the files added after it changes. */
 function setUpModeSelector() {
-  const select = $('#upload-mode');
-  if (!uploader.autoUsesForm) select.querySelector('option[value=auto]').remove();
+  const select = /** @type {HTMLSelectElement} */ ($('#upload-mode'));
+  if (!uploader.autoUsesForm) {
+    /** @type {HTMLOptionElement} */ (select.querySelector('option[value=auto]')).remove();
+  }
   const mode = uploader.options.mode;
   select.value = mode === Mode.AUTO && !uploader.autoUsesForm ? Mode.STS : mode;
   const show = () => fillText($('#mode-help'), modeHelp(select.value));
@@ -344,8 +381,10 @@ function renderInterrupted() {
 
 // -- My uploads -------------------------------------------------------------------------------
 
+/** @type {string | null} */
 let nextCursor = null;
-let refreshTimer = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let refreshTimer;
 
 function scheduleUploadsRefresh() {
   clearTimeout(refreshTimer);
@@ -357,7 +396,8 @@ async function loadUploads(append = false) {
   let page;
   try {
     page = await uploader.listUploads({ limit: 20, cursor: append ? nextCursor : null });
-  } catch (error) {
+  } catch (err) {
+    const error = /** @type {OssgateError} */ (err);
     if (error.kind !== 'session') showNotice(error.kind, t('uploadsFailed', { message: error.message }));
     return;
   }
@@ -390,7 +430,8 @@ function showSignedOut() {
   $('#uploader').hidden = true;
   $('#my-uploads').hidden = true;
   $('#sign-in').hidden = false;
-  const username = document.querySelector('#login input[name=username]');
+  const username = /** @type {HTMLInputElement | null} */ (
+    document.querySelector('#login input[name=username]'));
   if (username) username.focus();
 }
 
@@ -401,7 +442,8 @@ async function showSignedIn() {
   let grant;
   try {
     grant = await uploader.grant();
-  } catch (error) {
+  } catch (err) {
+    const error = /** @type {OssgateError} */ (err);
     if (error.kind !== 'session') showNotice(error.kind, describe(error));
     return;
   }
@@ -411,32 +453,36 @@ async function showSignedIn() {
   const types = grant.limits.contentTypes.includes('*/*')
     ? t('anyType') : grant.limits.contentTypes.join(', ');
   $('#limits').textContent = t('limits', { size: formatBytes(grant.limits.maxBytes), types });
-  const input = $('#file-input');
+  const input = /** @type {HTMLInputElement} */ ($('#file-input'));
   if (!grant.limits.contentTypes.includes('*/*')) input.accept = grant.limits.contentTypes.join(',');
   renderInterrupted();
   loadUploads();
   document.body.dataset.ready = 'true';
 }
 
+/** @param {string} value  the bearer token */
 function useToken(value) {
   sessionStorage.setItem(TOKEN_KEY, value);
   showSignedIn();
 }
 
+/** @param {SubmitEvent} event */
 async function logIn(event) {
   event.preventDefault();
-  const form = event.currentTarget;
+  const form = /** @type {HTMLFormElement} */ (event.currentTarget);
   const error = $('#login-error');
-  const button = form.querySelector('button[type=submit]');
+  const button = /** @type {HTMLButtonElement} */ (form.querySelector('button[type=submit]'));
+  /** @param {string} name */
+  const field = (name) => /** @type {HTMLInputElement} */ (form.elements.namedItem(name)).value;
   error.hidden = true;
   button.disabled = true;
   button.textContent = t('signingIn');
   try {
-    const response = await fetch(config.loginUrl, {
+    const response = await fetch(/** @type {string} */ (config.loginUrl), {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
       body: JSON.stringify({
-        username: form.elements.username.value, password: form.elements.password.value,
+        username: field('username'), password: field('password'),
       }),
       cache: 'no-store',
       credentials: 'same-origin',
@@ -471,23 +517,26 @@ function wire() {
     showSignedOut();
   });
 
-  const input = $('#file-input');
+  const input = /** @type {HTMLInputElement} */ ($('#file-input'));
   input.addEventListener('change', () => {
     addFiles(input.files);
     input.value = ''; // choosing the same file again (to resume) fires change again
   });
 
   const zone = $('#drop-zone');
+  // The browser's drag events always carry a DataTransfer (only constructed ones may not).
+  /** @param {DragEvent} event */
+  const transfer = (event) => /** @type {DataTransfer} */ (event.dataTransfer);
   zone.addEventListener('dragover', (event) => {
     event.preventDefault();
-    event.dataTransfer.dropEffect = 'copy';
+    transfer(event).dropEffect = 'copy';
     zone.classList.add('dragging');
   });
   zone.addEventListener('dragleave', () => zone.classList.remove('dragging'));
   zone.addEventListener('drop', (event) => {
     event.preventDefault();
     zone.classList.remove('dragging');
-    addFiles(event.dataTransfer.files);
+    addFiles(transfer(event).files);
   });
   // A file dropped beside the zone must not make the browser navigate away from the page.
   for (const type of ['dragover', 'drop']) {

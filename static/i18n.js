@@ -6,6 +6,17 @@
  * which the page renders in <code>.
  */
 
+/**
+ * One language's messages by key; `{name}` is replaced by the value of that name.
+ * @typedef {Readonly<Record<string, string>>} MessageTable
+ */
+
+/**
+ * Translates a message key, filling in `{name}` placeholders from `values`.
+ * @typedef {(key: string, values?: Record<string, unknown>) => string} Translate
+ */
+
+/** @type {MessageTable} */
 const en = {
   skip: 'Skip to uploads',
   tagline: 'Upload straight to Alibaba Cloud OSS',
@@ -91,6 +102,7 @@ const en = {
   speed: '{rate}/s',
 };
 
+/** @type {MessageTable} */
 const zh = {
   skip: '跳到上传',
   tagline: '直接上传到阿里云 OSS',
@@ -170,9 +182,14 @@ const zh = {
   speed: '{rate}/秒',
 };
 
+/** @type {Readonly<Record<string, MessageTable>>} */
 export const MESSAGES = Object.freeze({ en, zh });
 
-/** `zh` for any Chinese browser language that comes first, else `en`. */
+/**
+ * `zh` for any Chinese browser language that comes first, else `en`.
+ * @param {readonly string[] | null | undefined} languages  navigator.languages
+ * @returns {string}
+ */
 export function pickLanguage(languages) {
   for (const language of languages || []) {
     const main = String(language).toLowerCase().split('-')[0];
@@ -181,7 +198,11 @@ export function pickLanguage(languages) {
   return 'en';
 }
 
-/** A translator for one language: t('limits', {size: '1 GiB'}). */
+/**
+ * A translator for one language: t('limits', {size: '1 GiB'}).
+ * @param {string} language
+ * @returns {Translate}
+ */
 export function translator(language) {
   const table = MESSAGES[language] || en;
   return (key, values = {}) => {
@@ -190,7 +211,11 @@ export function translator(language) {
   };
 }
 
-/** Set `element`'s content to `text`, with `backticked` parts in <code> (no HTML parsing). */
+/**
+ * Set `element`'s content to `text`, with `backticked` parts in <code> (no HTML parsing).
+ * @param {Element} element
+ * @param {string} text
+ */
 export function fillText(element, text) {
   element.replaceChildren();
   String(text).split('`').forEach((part, index) => {
@@ -205,10 +230,15 @@ export function fillText(element, text) {
   });
 }
 
-/** Replace the text of every `[data-i18n]` element under `root`. */
+/**
+ * Replace the text of every `[data-i18n]` element under `root`.
+ * @param {Document} root
+ * @param {Translate} t
+ * @param {string} language
+ */
 export function translateDocument(root, t, language) {
   root.documentElement.lang = language === 'zh' ? 'zh-CN' : 'en';
   for (const element of root.querySelectorAll('[data-i18n]')) {
-    fillText(element, t(element.dataset.i18n));
+    fillText(element, t(/** @type {string} */ (element.getAttribute('data-i18n'))));
   }
 }

@@ -1,0 +1,141 @@
+/** The options of an Uploader: their defaults, and the checks made once, when it is built. */
+
+/** @import { TokenSource } from './api.js' */
+/** @import { Grant } from './credentials.js' */
+
+const MiB = 1024 * 1024;
+
+/** ali-oss's minimum part size (lib/browser/managed-upload.js). */
+const MIN_PART_SIZE = 100 * 1024;
+
+/** The `mode` option: how files are sent (see the module comment of ossgate-upload.js). */
+export const Mode = Object.freeze({
+  AUTO: 'auto', // a form for the files formUpload/formUploadTypes select, else STS
+  STS: 'sts', // the browser signs with STS credentials: put, or multipart from the threshold
+  FORM: 'form', // a server-signed PostObject form for every file
+});
+
+/** @typedef {(typeof Mode)[keyof typeof Mode]} UploadMode */
+
+/** @type {ReadonlySet<string>} */
+const MODES = new Set(Object.values(Mode));
+
+/**
+ * What an Uploader can be tuned with; DEFAULTS holds the value of each.
+ * @typedef {object} UploadSettings
+ * @property {string} tokenUrl
+ * @property {string} uploadsUrl
+ * @property {string} postPolicyUrl
+ * @property {UploadMode} mode
+ * @property {boolean | ((file: File) => boolean)} formUpload
+ * @property {string[] | null} formUploadTypes
+ * @property {number} multipartThreshold
+ * @property {number} partSize
+ * @property {number} parallel
+ * @property {number} concurrentFiles
+ * @property {number} refreshIntervalMs
+ * @property {number} refreshMarginMs
+ * @property {number} timeoutMs
+ * @property {string} checkpointPrefix
+ */
+
+/**
+ * Every option of an Uploader, as it holds them (`uploader.options`).
+ * @typedef {UploadSettings & {
+ *   getBearerToken: TokenSource,
+ *   OSS: AliOss.Constructor | undefined,
+ *   fetch: typeof fetch,
+ *   storage: Storage | null,
+ *   keyFor: (file: File, grant: Grant) => string,
+ * }} UploaderOptions
+ */
+
+/** @type {Readonly<UploadSettings>} */
+export const DEFAULTS = Object.freeze({
+  tokenUrl: '/api/sts-token',
+  uploadsUrl: '/api/uploads',
+  postPolicyUrl: '/api/post-policy',
+  /** How files are sent: Mode.AUTO, Mode.STS or Mode.FORM; see also setMode(). */
+  mode: Mode.AUTO,
+  /**
+   * In auto mode, which files go as forms: `true` for every file below multipartThreshold,
+   * or a predicate `(file) => boolean` (which decides alone, whatever the size).
+   */
+  formUpload: false,
+  /** In auto mode, files below multipartThreshold of these types (`image/*`) go as forms. */
+  formUploadTypes: null,
+  /** Files of at least this many bytes go through multipartUpload (resumable). */
+  multipartThreshold: 16 * MiB,
+  /** Multipart part size; OSS's minimum is 100 KB (ali-oss refuses smaller). */
+  partSize: 8 * MiB,
+  /** Parts in flight per file. */
+  parallel: 4,
+  /** Files uploading at once; the rest wait as `queued`. */
+  concurrentFiles: 3,
+  /** ali-oss refreshSTSTokenInterval; capped at half the credential lifetime. */
+  refreshIntervalMs: 5 * 60 * 1000,
+  /** Credentials expiring sooner than this are refreshed before a request uses them. */
+  refreshMarginMs: 2 * 60 * 1000,
+  /** A request fails when it makes no progress (no byte sent, no answer) for this long. */
+  timeoutMs: 60 * 1000,
+  /** localStorage key prefix of multipart checkpoints. */
+  checkpointPrefix: 'ossgate.checkpoint.v1:',
+});
+
+/**
+ * A key under the user's prefix that keeps the file name last and never collides.
+ * @param {File} file
+ * @param {Grant} grant
+ */
+function defaultKeyFor(file, grant) {
+  const random = Array.from(crypto.getRandomValues(new Uint8Array(5)), (b) =>
+    b.toString(16).padStart(2, '0')).join('');
+  // eslint-disable-next-line no-control-regex
+  const name = (file.name || 'file').replace(/[\u0000-\u001f\u007f/\\]/g, '_').slice(-200);
+  return `${grant.prefix}${random}/${name}`;
+}
+
+/**
+ * `mode` as a Mode value, or a TypeError naming the ones there are.
+ * @param {string} mode
+ * @returns {UploadMode}
+ */
+export function checkMode(mode) {
+  if (!MODES.has(mode)) {
+    throw new TypeError(`mode must be one of ${[...MODES].join(', ')}, not ${mode}`);
+  }
+  return /** @type {UploadMode} */ (mode);
+}
+
+/**
+ * The options an Uploader is given over the defaults, checked: a mistake fails here, not in
+ * the middle of an upload.
+ * @param {Partial<UploaderOptions> & {getBearerToken: TokenSource}} options
+ * @returns {UploaderOptions}
+ */
+export function uploaderOptions(options) {
+  if (!options || typeof options.getBearerToken !== 'function') {
+    throw new TypeError('Uploader needs getBearerToken: () => the bearer token');
+  }
+  /** @type {UploaderOptions} */
+  const resolved = {
+    ...DEFAULTS,
+    OSS: globalThis.OSS,
+    fetch: globalThis.fetch.bind(globalThis),
+    storage: globalThis.localStorage || null,
+    keyFor: defaultKeyFor,
+    ...options,
+  };
+  if (resolved.partSize < MIN_PART_SIZE) {
+    throw new RangeError(`partSize must be at least ${MIN_PART_SIZE} bytes (OSS's minimum)`);
+  }
+  resolved.mode = checkMode(resolved.mode);
+  const { formUpload, formUploadTypes } = resolved;
+  if (typeof formUpload !== 'boolean' && typeof formUpload !== 'function') {
+    throw new TypeError('formUpload must be true, false or a function (file) => boolean');
+  }
+  if (formUploadTypes !== null && !Array.isArray(formUploadTypes)) {
+    throw new TypeError("formUploadTypes must be a list of types such as ['image/*']");
+  }
+  return resolved;
+}

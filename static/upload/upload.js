@@ -1,0 +1,197 @@
+/** Upload: one file on its way to OSS, with its status, progress and outcome. */
+
+/** @import { Uploader } from './uploader.js' */
+/** @import { OssgateError } from './errors.js' */
+/** @import { SavedCheckpoint } from './checkpoints.js' */
+/** @import { XhrTransport } from './transport.js' */
+
+export const Status = Object.freeze({
+  QUEUED: 'queued',
+  UPLOADING: 'uploading',
+  DONE: 'done',
+  UNCONFIRMED: 'unconfirmed', // 203 CallbackFailed: the object is stored, the app was not told
+  ERROR: 'error',
+  CANCELLED: 'cancelled',
+});
+
+/** @typedef {(typeof Status)[keyof typeof Status]} UploadStatus */
+
+/**
+ * How a file is sent, chosen when it is added: one put, a multipart upload or a form.
+ * @typedef {'put' | 'multipart' | 'form'} UploadPath
+ */
+
+/**
+ * The callback's JSON, as the app's callback answered it (ossgate's carries `recordId`).
+ * @typedef {{recordId?: number} & Record<string, unknown>} CallbackData
+ */
+
+/**
+ * What a done upload left in OSS: its key, its ETag and the callback's answer (null without
+ * a callback).
+ * @typedef {object} UploadResult
+ * @property {string} key
+ * @property {string | null} etag
+ * @property {CallbackData | null} data
+ */
+
+let uploadSequence = 0;
+
+/**
+ * One file on its way to OSS. Listen for `change` (status, progress, speed, error); `done`
+ * resolves (never rejects) with this Upload once it settles as done, unconfirmed, error or
+ * cancelled.
+ */
+export class Upload extends EventTarget {
+  /**
+   * @param {Uploader} uploader
+   * @param {File} file
+   */
+  constructor(uploader, file) {
+    super();
+    uploadSequence += 1;
+    this.id = `upload-${uploadSequence}`;
+    this.uploader = uploader;
+    this.file = file;
+    /** The object key, once known. @type {string | null} */
+    this.key = null;
+    /** @type {UploadStatus} */
+    this.status = Status.QUEUED;
+    /** Chosen when the file is added, kept by retries. @type {UploadPath} */
+    this.mode = uploader.pathFor(file);
+    /** How much of the file is in OSS or on its way, from 0 to 1. */
+    this.fraction = 0;
+    this.bytesSent = 0;
+    this.speed = 0; // bytes per second during the current attempt
+    this.partsTotal = 0;
+    this.partsDone = 0;
+    this.resumedParts = 0; // parts a checkpoint said were already in OSS
+    /** Set when done. @type {UploadResult | null} */
+    this.result = null;
+    /** Set on error and unconfirmed. @type {OssgateError | null} */
+    this.error = null;
+    /** @type {AliOss.Client | null} */
+    this._client = null;
+    /** @type {XhrTransport | null} */
+    this._transport = null;
+    /**
+     * The last multipart checkpoint, for a retry without storage.
+     * @type {SavedCheckpoint | null}
+     */
+    this._checkpoint = null;
+    this._doneBytes = 0;
+    this._inflightBytes = 0;
+    this._attemptBase = 0;
+    this._attemptStart = 0;
+    this._lastEmit = 0;
+    this._cancelRequested = false;
+    /** @type {(upload: Upload) => void} */
+    this._settle = () => {};
+    /** @type {Promise<Upload>} */
+    this.done = new Promise((resolve) => {
+      this._settle = resolve;
+    });
+  }
+
+  /** Whether cancel() would do anything now. */
+  get cancellable() {
+    return this.status === Status.QUEUED
+      || (this.status === Status.UPLOADING && !this._cancelRequested);
+  }
+
+  /** Failed or cancelled; a file refused by the limits would only be refused again. */
+  get retryable() {
+    return (this.status === Status.ERROR && !(this.error && this.error.kind === 'limits'))
+      || this.status === Status.CANCELLED;
+  }
+
+  /**
+   * Stop now: requests in flight are aborted, no new part starts. A multipart upload keeps
+   * its checkpoint (the parts finished before the cancel), so a retry or a reload resumes it.
+   * @returns {boolean}  whether there was anything to cancel
+   */
+  cancel() {
+    if (!this.cancellable) return false;
+    this._cancelRequested = true;
+    if (this.status === Status.QUEUED) {
+      this._finish(Status.CANCELLED);
+      return true;
+    }
+    if (this._client) this._client.cancel(); // ali-oss: start no more parts
+    if (this._transport) this._transport.abortAll();
+    this._emit();
+    return true;
+  }
+
+  /**
+   * Queue again after an error or a cancel (multipart resumes from its checkpoint); `done`
+   * is a new promise.
+   * @returns {boolean}  whether it was queued again
+   */
+  retry() {
+    if (!this.retryable) return false;
+    this.error = null;
+    this._cancelRequested = false;
+    this.done = new Promise((resolve) => {
+      this._settle = resolve;
+    });
+    this._setStatus(Status.QUEUED);
+    this.uploader._enqueue(this);
+    return true;
+  }
+
+  /** @param {UploadStatus} status */
+  _setStatus(status) {
+    this.status = status;
+    this._emit();
+  }
+
+  /**
+   * A new attempt starts with `doneBytes` already in OSS (parts of a checkpoint).
+   * @param {number} doneBytes
+   */
+  _startAttempt(doneBytes) {
+    this._doneBytes = doneBytes;
+    this._inflightBytes = 0;
+    this._attemptBase = doneBytes;
+    this._attemptStart = performance.now();
+    this.bytesSent = doneBytes;
+    this.fraction = this.file.size ? doneBytes / this.file.size : 0;
+    this.speed = 0;
+    this._emit();
+  }
+
+  /**
+   * Bytes in OSS (finished parts) plus bytes of requests in flight; `change` at most every
+   * 100 ms unless `force` (a part finished), so progress never floods the page.
+   */
+  _progress(force = false) {
+    const size = this.file.size;
+    this.bytesSent = Math.min(size, this._doneBytes + this._inflightBytes);
+    this.fraction = Math.max(this.fraction, size ? this.bytesSent / size : 1);
+    const seconds = (performance.now() - this._attemptStart) / 1000;
+    this.speed = seconds > 0.05 ? (this.bytesSent - this._attemptBase) / seconds : 0;
+    const now = performance.now();
+    if (force || !this._lastEmit || now - this._lastEmit >= 100) {
+      this._lastEmit = now;
+      this._emit();
+    }
+  }
+
+  _emit() {
+    this.dispatchEvent(new CustomEvent('change', { detail: this }));
+  }
+
+  /**
+   * @param {UploadStatus} status
+   * @param {OssgateError | null} [error]
+   */
+  _finish(status, error = null) {
+    this.status = status;
+    this.error = error;
+    this._client = null;
+    this._transport = null;
+    this._emit();
+    this._settle(this);
+  }
+}
