@@ -112,6 +112,9 @@ class Settings:
     oss_sdk_sri: str | None
     form_upload: str
     form_upload_types: tuple[str, ...]
+    rejected_action: str = "delete"
+    quarantine_prefix: str = "quarantine/"
+    sweep_interval_seconds: int = 60
 
     @property
     def jwt_secret_too_short(self) -> bool:
@@ -244,6 +247,31 @@ def _prefix_template(reader: _Reader) -> str:
             f"{{user}} (no wildcards, '..' or '//'); got {template!r}"
         )
     return template
+
+
+def _quarantine_prefix(reader: _Reader, upload_prefix: str) -> str:
+    """Where rejected objects go with ``OSSGATE_REJECTED_ACTION=quarantine``: a plain prefix
+    that no upload prefix covers (or a quarantined object would be judged again)."""
+    prefix = reader.text("OSSGATE_QUARANTINE_PREFIX", "quarantine/")
+    assert prefix is not None
+    if (
+        not prefix.endswith("/")
+        or prefix.startswith("/")
+        or not _PREFIX_LITERAL.match(prefix)
+        or "//" in prefix
+        or ".." in prefix
+    ):
+        raise ConfigError(
+            "OSSGATE_QUARANTINE_PREFIX must be letters, digits, '.', '_', '-' and '/', ending "
+            f"with '/' (such as quarantine/); got {prefix!r}"
+        )
+    literal = upload_prefix.partition("{user}")[0]
+    if prefix.startswith(literal) or literal.startswith(prefix):
+        raise ConfigError(
+            f"OSSGATE_QUARANTINE_PREFIX {prefix!r} overlaps OSSGATE_UPLOAD_PREFIX "
+            f"{upload_prefix!r}: choose a prefix outside every upload prefix"
+        )
+    return prefix
 
 
 def _types(reader: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -426,6 +454,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     access_key_secret = r.required(
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "the secret of ALIBABA_CLOUD_ACCESS_KEY_ID"
     )
+    upload_prefix = _prefix_template(r)
     return Settings(
         access_key_id=access_key_id,
         access_key_secret=access_key_secret,
@@ -438,7 +467,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         oss_bucket=bucket,
         oss_region=region,
         oss_endpoint=oss_endpoint,
-        upload_prefix=_prefix_template(r),
+        upload_prefix=upload_prefix,
         max_upload_bytes=r.integer(
             "OSSGATE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1, 48_800 * 1024**3
         ),
@@ -466,4 +495,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         **_sdk_source(r),
         form_upload=_choice(r, "OSSGATE_FORM_UPLOAD", ("off", "auto", "always"), "off"),
         form_upload_types=_types(r, "OSSGATE_FORM_UPLOAD_TYPES", default=()),
+        rejected_action=_choice(r, "OSSGATE_REJECTED_ACTION", ("delete", "quarantine"), "delete"),
+        quarantine_prefix=_quarantine_prefix(r, upload_prefix),
+        sweep_interval_seconds=r.integer("OSSGATE_SWEEP_INTERVAL_SECONDS", 60, 1, 86_400),
     )

@@ -18,6 +18,7 @@ from server.credentials.cache import CredentialCache
 from server.credentials.sts_client import StsClient
 from server.destinations.destination import Destination
 from server.uploads.records import UploadRecords
+from server.uploads.verdicts import Disposal
 
 EXTENSION_KEY = "ossgate"
 
@@ -32,6 +33,11 @@ class Services:
     records: UploadRecords
     key_store: PublicKeyStore
     server_bucket: ServerBucket
+
+    @property
+    def disposal(self) -> Disposal:
+        """What the verdict does with a rejected object (OSSGATE_REJECTED_ACTION)."""
+        return Disposal(self.settings.rejected_action, self.settings.quarantine_prefix)
 
 
 def services() -> Services:

@@ -1,11 +1,13 @@
-"""The server's own read access to the bucket: list and HEAD under the upload prefixes.
+"""The server's own access to the bucket: list, HEAD and remove under the upload prefixes.
 
-Used to confirm that a callback's object really exists (a signed callback proves OSS sent it,
-not that the object is in *our* bucket: any OSS customer can make OSS sign a body naming our
-bucket and key) and by ``uploads reconcile``. The credentials come from the same role through
-AssumeRole with a session policy allowing only ListObjects under the upload prefix and
-GetObject (HEAD) on it, cached like users' credentials; the server's own key still needs
-nothing but ``sts:AssumeRole``.
+Used by the verdict (server.uploads.verdicts) to learn an uploaded object's real facts (a
+signed callback proves OSS sent it, not that the object is in *our* bucket: any OSS customer
+can make OSS sign a body naming our bucket and key) and to remove an object that broke its
+destination's rules, and by the sweep and ``uploads reconcile`` to list. The credentials come
+from the same role through AssumeRole with a session policy allowing only ListObjects under
+the upload prefix, GetObject (HEAD) and DeleteObject on it, and, when rejected objects are
+quarantined, PutObject under the quarantine prefix (the copy); cached like users'
+credentials, so the server's own key still needs nothing but ``sts:AssumeRole``.
 """
 
 from __future__ import annotations
@@ -32,28 +34,33 @@ def listing_prefix(destination: Destination) -> str:
     return destination.prefix_template.partition("{user}")[0]
 
 
-def reader_policy(destination: Destination) -> str:
+def server_policy(destination: Destination, quarantine_prefix: str | None = None) -> str:
+    """The server's session policy: list, read and delete under the destination's prefix,
+    plus writing under ``quarantine_prefix`` when rejected objects are moved there."""
     prefix = listing_prefix(destination)
     bucket = destination.bucket
-    return json.dumps(
+    statements: list[dict] = [
         {
-            "Version": "1",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": ["oss:ListObjects"],
-                    "Resource": [f"acs:oss:*:*:{bucket}"],
-                    "Condition": {"StringLike": {"oss:Prefix": [f"{prefix}*"]}},
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": ["oss:GetObject"],
-                    "Resource": [f"acs:oss:*:*:{bucket}/{prefix}*"],
-                },
-            ],
+            "Effect": "Allow",
+            "Action": ["oss:ListObjects"],
+            "Resource": [f"acs:oss:*:*:{bucket}"],
+            "Condition": {"StringLike": {"oss:Prefix": [f"{prefix}*"]}},
         },
-        separators=(",", ":"),
-    )
+        {
+            "Effect": "Allow",
+            "Action": ["oss:GetObject", "oss:DeleteObject"],
+            "Resource": [f"acs:oss:*:*:{bucket}/{prefix}*"],
+        },
+    ]
+    if quarantine_prefix is not None:
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": ["oss:PutObject"],
+                "Resource": [f"acs:oss:*:*:{bucket}/{quarantine_prefix}*"],
+            }
+        )
+    return json.dumps({"Version": "1", "Statement": statements}, separators=(",", ":"))
 
 
 def oss_endpoint(settings: Settings) -> str:
@@ -69,7 +76,7 @@ class ObjectFacts:
 
 
 class ServerBucket:
-    """The server's read-only oss2 Bucket, reused while its cached credentials last.
+    """The server's own oss2 Bucket, reused while its cached credentials last.
 
     One connection pool for every callback's HEAD (a new Bucket per call meant a new TCP and
     TLS connection each time), and proxies read from the environment once at start instead
@@ -83,7 +90,8 @@ class ServerBucket:
         self.destination = destination
         self.cache = cache
         self.endpoint = oss_endpoint(settings)
-        self.policy = reader_policy(destination)
+        quarantine = settings.rejected_action == "quarantine"
+        self.policy = server_policy(destination, settings.quarantine_prefix if quarantine else None)
         self._cache_key = f"server:{destination.name}:{policy_fingerprint(self.policy)}"
         self._session = oss2.Session()
         self._session.session.trust_env = False
@@ -92,7 +100,7 @@ class ServerBucket:
         self._current: tuple[str, oss2.Bucket] | None = None
 
     def bucket(self) -> oss2.Bucket:
-        """An oss2 Bucket on the current read credentials (raises StsError)."""
+        """An oss2 Bucket on the server's current credentials (raises StsError)."""
         credentials = self.cache.get(
             cache_key=self._cache_key, session_name=READER_SESSION_NAME, policy=self.policy
         ).credentials

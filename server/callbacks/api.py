@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import logging
 
-import oss2
 from flask import Blueprint, jsonify, request
-from sqlalchemy.exc import SQLAlchemyError
 
-from server.bucket.access import head
 from server.callbacks.binding import UnboundCallback, verify_binding
 from server.callbacks.verify import CallbackError, verify_callback_request
-from server.credentials.sts_client import StsError
 from server.errors import APIError
 from server.services import services
+from server.uploads.answer import judge_for_answer
 from server.uploads.records import SOURCE_CALLBACK
+from server.uploads.verdicts import Evidence
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oss_callback", __name__)
@@ -39,15 +37,17 @@ MAX_CALLBACK_BODY_BYTES = 64 * 1024
 
 @bp.post("/oss/callback")
 def oss_callback():
-    """Record a verified, grant-bound upload.
+    """Judge a verified, grant-bound upload and answer the verdict.
 
     Request: OSS's callback POST (``authorization`` and ``x-oss-pub-key-url`` headers, body
     from the configured template; the URL's query carries the grant binding). Response 200:
-    ``{"status": "recorded", "recordId", "key", "size", "etag", "contentType"}``. Errors: 400
-    malformed, 403 bad signature / untrusted key / no valid binding / object outside the bound
-    user's prefix / other bucket, 413 body too large, 503 database or key fetch failure (OSS
-    then answers the browser 203; reconcile recovers the record), 404 the object is not in the
-    bucket (a forged body).
+    ``{"status": "recorded", "recordId", "key", "size", "etag", "contentType",
+    "destination"}``, or ``{"status": "rejected", "reason", "message"}`` for an upload that
+    broke its destination's rules (its object is then gone). Errors: 400 malformed, 403 bad
+    signature / untrusted key / no valid binding / object outside the bound user's prefix /
+    other bucket, 413 body too large, 503 database or bucket failure (OSS then answers the
+    browser 203; the confirm or the sweep judges the upload later), 404 the object is not in
+    the bucket.
     """
     app = services()
     try:
@@ -69,43 +69,10 @@ def oss_callback():
             "The callback body must carry ${bucket} and ${object} (see OSSGATE_CALLBACK_BODY).",
         )
     owner = _bound_owner(callback.bucket, callback.object)
-    try:
-        facts = head(app.server_bucket.bucket(), callback.object)
-    except (StsError, oss2.exceptions.OssError, OSError):
-        log.exception("confirming a callback's object failed; reconcile will find it")
-        raise APIError(
-            503, "confirmation_unavailable", "The upload could not be confirmed right now."
-        ) from None
-    if facts is None:
-        raise APIError(
-            404, "no_such_object", "The callback names an object that is not in the bucket."
-        )
-    try:
-        outcome = app.records.record_upload(
-            bucket=destination.bucket,
-            key=facts.key,
-            etag=facts.etag,
-            size=facts.size,
-            content_type=facts.content_type,
-            owner=owner,
-            destination=destination.name,
-            source=SOURCE_CALLBACK,
-            custom=callback.custom,
-        )
-    except SQLAlchemyError:
-        log.exception("recording an upload failed; reconcile will find it")
-        raise APIError(
-            503, "records_unavailable", "The upload is stored but could not be recorded yet."
-        ) from None
-    record = outcome.record
-    return jsonify(
-        status="recorded",
-        recordId=record.id,
-        key=record.key,
-        size=record.size,
-        etag=record.etag,
-        contentType=record.content_type,
+    evidence = Evidence(
+        key=callback.object, owner=owner, source=SOURCE_CALLBACK, custom=callback.custom
     )
+    return jsonify(judge_for_answer(evidence, destination))
 
 
 def _bound_owner(bucket: str, key: str) -> str:

@@ -24,6 +24,9 @@ class Destination:
     max_bytes: int
     content_types: tuple[str, ...]  # "*/*", "image/*", "application/pdf"
     callback: CallbackSettings | None
+    #: Whether an upload may replace an accepted one at the same key (verdict rule
+    #: ``overwrite_forbidden``; ``ossgate bucket apply`` also protects these prefixes).
+    overwrite: bool = False
 
     def prefix_for(self, user: UserKey) -> str:
         """The key prefix the user's credentials are confined to, e.g. ``uploads/alice/``.

@@ -29,12 +29,18 @@ def _since(value: str | None) -> datetime | None:
 @uploads_group.command("reconcile")
 @click.option("--since", help="Only objects modified at or after this time (ISO 8601).")
 def reconcile_command(since: str | None) -> None:
-    """Record objects under the upload prefixes whose callback never arrived."""
+    """Judge every object under the upload prefixes that has no verdict yet."""
     app_services = services()
     since_time = _since(since)
     try:
         bucket = app_services.server_bucket.bucket()
-        report = reconcile(bucket, app_services.destination, app_services.records, since=since_time)
+        report = reconcile(
+            bucket,
+            app_services.destination,
+            app_services.records,
+            since=since_time,
+            disposal=app_services.disposal,
+        )
     except StsError as exc:
         raise click.ClickException(f"STS refused the reconcile credentials: {exc}") from None
     except oss2.exceptions.OssError as exc:

@@ -1,12 +1,16 @@
-"""Record uploads whose callback never arrived (callback down, 203 CallbackFailed, lost).
+"""Judge the objects under a prefix that have no verdict yet: the sweep's and reconcile's loop.
 
-Lists the bucket under the upload prefixes and records every object under a user's prefix
-that has no record with its ETag, through the same ``record_upload`` as callbacks (marked
-``reconcile``). Safe to run any time and any number of times: recording is idempotent, so a
-second run adds nothing and a run racing a callback still ends with one record.
+A browser can skip the callback (or its callback can fail: OSS answers ``203
+CallbackFailed`` and keeps the object), so listing the bucket is the evidence of last resort.
+``judge_prefix`` lists one prefix and gives every object without a verdict for its current
+ETag the same verdict a callback would (server.uploads.verdicts). ``ossgate uploads
+reconcile`` runs it over every user prefix of the destination; the worker's sweep runs it over
+the prefixes of recently active users only (server.uploads.sweep). Safe any time and any number
+of times: verdicts are idempotent, so a second run changes nothing and a run racing a callback
+still ends with one record.
 
-It lists with the server's read credentials (server.bucket.access): the role must allow
-``oss:ListObjects`` and ``oss:GetObject`` for reconcile to work.
+It lists with the server's own credentials (server.bucket.access): the role must allow
+``oss:ListObjects``, ``oss:GetObject`` and ``oss:DeleteObject`` under the upload prefixes.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from datetime import datetime
 
 import oss2
 
-from server.bucket.access import head, listing_prefix
+from server.bucket.access import listing_prefix
 from server.destinations.destination import Destination
-from server.uploads.records import SOURCE_RECONCILE, UploadRecords
+from server.uploads.records import SOURCE_RECONCILE, STATUS_ACCEPTED, UploadRecords
+from server.uploads.verdicts import DELETE, Disposal, Evidence, ObjectGone, judge
 
 
 @dataclass
@@ -26,6 +31,7 @@ class ReconcileReport:
     listed: int = 0
     recorded: int = 0
     updated: int = 0
+    rejected: int = 0
     already_recorded: int = 0
     outside_prefixes: int = 0
     older_than_since: int = 0
@@ -33,21 +39,31 @@ class ReconcileReport:
     def summary(self) -> str:
         return (
             f"listed {self.listed} objects: {self.recorded} newly recorded, {self.updated} "
-            f"updated, {self.already_recorded} already recorded, {self.outside_prefixes} outside "
-            f"user prefixes, {self.older_than_since} older than --since"
+            f"updated, {self.rejected} rejected, {self.already_recorded} already recorded, "
+            f"{self.outside_prefixes} outside user prefixes, {self.older_than_since} older "
+            "than --since"
         )
 
 
-def reconcile(
+def judge_prefix(
     bucket: oss2.Bucket,
     destination: Destination,
     records: UploadRecords,
+    prefix: str,
     *,
+    source: str,
+    disposal: Disposal = DELETE,
     since: datetime | None = None,
+    report: ReconcileReport | None = None,
 ) -> ReconcileReport:
-    report = ReconcileReport()
-    prefix = listing_prefix(destination)
-    known = records.etags(destination.bucket, prefix)
+    """Judge every object under ``prefix`` (within ``destination``) that has no verdict yet.
+
+    An object whose record has its ETag and says "accepted" costs nothing but its listing
+    entry; every other object under a user's prefix is judged, which HEADs it. A rejected
+    record whose object is still listed is judged again, so a failed delete is retried.
+    """
+    report = report or ReconcileReport()
+    known = records.verdicts(destination.bucket, prefix)
     for listed in oss2.ObjectIterator(bucket, prefix=prefix):
         report.listed += 1
         owner = destination.owner_of(listed.key)
@@ -58,26 +74,45 @@ def reconcile(
             report.older_than_since += 1
             continue
         etag = listed.etag.strip('"').upper()
-        if known.get(listed.key) == etag:
+        if known.get(listed.key) == (etag, STATUS_ACCEPTED):
             report.already_recorded += 1
             continue
-        facts = head(bucket, listed.key)
-        if facts is None:  # deleted since it was listed
+        try:
+            verdict = judge(
+                Evidence(key=listed.key, owner=owner, source=source),
+                destination=destination,
+                bucket=bucket,
+                records=records,
+                disposal=disposal,
+            )
+        except ObjectGone:  # deleted since it was listed
             continue
-        outcome = records.record_upload(
-            bucket=destination.bucket,
-            key=listed.key,
-            etag=facts.etag,
-            size=facts.size,
-            content_type=facts.content_type,
-            owner=owner,
-            destination=destination.name,
-            source=SOURCE_RECONCILE,
-        )
-        if outcome.created:
-            report.recorded += 1
-        elif outcome.changed:
+        if not verdict.changed:
+            report.already_recorded += 1
+        elif not verdict.accepted:
+            report.rejected += 1
+        elif listed.key in known:
             report.updated += 1
         else:
-            report.already_recorded += 1
+            report.recorded += 1
     return report
+
+
+def reconcile(
+    bucket: oss2.Bucket,
+    destination: Destination,
+    records: UploadRecords,
+    *,
+    since: datetime | None = None,
+    disposal: Disposal = DELETE,
+) -> ReconcileReport:
+    """The full pass: every user prefix of ``destination``, whatever their activity."""
+    return judge_prefix(
+        bucket,
+        destination,
+        records,
+        listing_prefix(destination),
+        source=SOURCE_RECONCILE,
+        disposal=disposal,
+        since=since,
+    )

@@ -40,9 +40,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-#: How a record was learned.
+#: How a record was learned: the evidence its verdict was given on (server.uploads.verdicts).
 SOURCE_CALLBACK = "callback"
+SOURCE_CONFIRM = "confirm"
+SOURCE_SWEEP = "sweep"
 SOURCE_RECONCILE = "reconcile"
+#: A record's verdict: an accepted upload, or a rejected one (its object removed).
+STATUS_ACCEPTED = "accepted"
+STATUS_REJECTED = "rejected"
 MAX_PAGE_SIZE = 100
 
 
@@ -67,6 +72,9 @@ class Upload(Base):
     destination: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(16))
     custom_json: Mapped[str] = mapped_column(Text, default="{}")
+    status: Mapped[str] = mapped_column(String(16), default=STATUS_ACCEPTED)
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -87,20 +95,29 @@ class UploadRecord:
     custom: dict[str, str]
     created_at: datetime
     updated_at: datetime
+    status: str = STATUS_ACCEPTED
+    reason: str | None = None
+    message: str | None = None
 
     def to_json(self) -> dict:
-        return {
+        document = {
             "id": self.id,
             "bucket": self.bucket,
             "key": self.key,
             "etag": self.etag,
             "size": self.size,
             "contentType": self.content_type,
+            "destination": self.destination,
+            "status": self.status,
             "source": self.source,
             "custom": self.custom,
             "createdAt": _iso(self.created_at),
             "updatedAt": _iso(self.updated_at),
         }
+        if self.status == STATUS_REJECTED:
+            document["reason"] = self.reason
+            document["message"] = self.message
+        return document
 
 
 @dataclass(frozen=True)
@@ -134,6 +151,9 @@ def _to_record(row: Upload | Row) -> UploadRecord:
         custom=json.loads(row.custom_json or "{}"),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        status=row.status,
+        reason=row.reason,
+        message=row.message,
     )
 
 
@@ -212,6 +232,9 @@ def _upsert_statement(dialect: str):
         "destination",
         "source",
         "custom_json",
+        "status",
+        "reason",
+        "message",
         "updated_at",
     )
     return statement.on_conflict_do_update(
@@ -246,6 +269,9 @@ class UploadRecords:
         destination: str,
         source: str,
         custom: dict[str, str] | None = None,
+        status: str = STATUS_ACCEPTED,
+        reason: str | None = None,
+        message: str | None = None,
         now: datetime | None = None,
     ) -> RecordOutcome:
         """Record an upload once; see the module docstring for the idempotency rules.
@@ -278,6 +304,9 @@ class UploadRecords:
             "destination": destination,
             "source": source,
             "custom_json": json.dumps(custom or {}, sort_keys=True),
+            "status": status,
+            "reason": reason,
+            "message": message,
             "created_at": now,
             "updated_at": now,
         }
@@ -299,22 +328,37 @@ class UploadRecords:
             row = connection.execute(self._select_one, {"bucket": bucket, "key": key}).first()
         return _to_record(row) if row else None
 
-    def etags(self, bucket: str, prefix: str) -> dict[str, str]:
-        """``{key: etag}`` of the records under ``prefix`` (for reconcile)."""
+    def verdicts(self, bucket: str, prefix: str) -> dict[str, tuple[str, str]]:
+        """``{key: (etag, status)}`` of the records under ``prefix``: what the sweep and
+        reconcile need to tell an object already judged from one that is not."""
         with Session(self.engine) as session:
             rows = session.execute(
-                select(Upload.object_key, Upload.etag).where(
+                select(Upload.object_key, Upload.etag, Upload.status).where(
                     Upload.bucket == bucket, Upload.object_key.startswith(prefix, autoescape=True)
                 )
             )
-            return {key: etag for key, etag in rows}
+            return {key: (etag, status) for key, etag, status in rows}
 
     def page_for_owner(
-        self, owner: str, *, limit: int = 50, cursor: str | None = None
+        self,
+        owner: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        status: str | None = STATUS_ACCEPTED,
+        destination: str | None = None,
     ) -> tuple[list[UploadRecord], str | None]:
-        """The owner's records, newest first, and the cursor of the next page (or None)."""
+        """The owner's records, newest first, and the cursor of the next page (or None).
+
+        Only accepted records by default: a rejected upload is not an upload. ``status=None``
+        gives every record; ``destination`` narrows to one destination.
+        """
         limit = max(1, min(limit, MAX_PAGE_SIZE))
         query = select(Upload).where(Upload.owner == owner)
+        if status is not None:
+            query = query.where(Upload.status == status)
+        if destination is not None:
+            query = query.where(Upload.destination == destination)
         if cursor is not None:
             updated_at, last_id = decode_cursor(cursor)
             query = query.where(

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from urllib.parse import quote
 
 import oss2
 import pytest
@@ -16,126 +11,31 @@ import requests
 from flask import Flask
 from sqlalchemy.exc import OperationalError
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
 from server import create_app
 from server.emulator.runner import Emulator
 from server.uploads.cli import uploads_group
-from tests.server.tokens import SECRET, bearer, jwt_for
-from tests.support import StsCredentials, closed_port_url, root_bucket, sts_bucket
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Served:
-    app: Flask
-    url: str
-    answers: list[tuple[int, dict]]  # what /oss/callback answered OSS, in order
-
-    def token(self, subject: str) -> dict:
-        response = requests.post(
-            f"{self.url}/api/sts-token", headers=bearer(jwt_for(subject)), timeout=10
-        )
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def uploads(self, subject: str) -> list[dict]:
-        response = requests.get(
-            f"{self.url}/api/uploads", headers=bearer(jwt_for(subject)), timeout=10
-        )
-        assert response.status_code == 200, response.text
-        return response.json()["uploads"]
-
-    def records(self):
-        return self.app.extensions["ossgate"].records
-
-
-def _serve(app_or_wsgi, port: int) -> tuple[object, threading.Thread]:
-    server = make_server("127.0.0.1", port, app_or_wsgi, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    return server, thread
-
-
-def _config(emu: Emulator, callback_url: str, tmp_path, **extra: str) -> dict[str, str]:
-    return {
-        **emu.settings(),
-        "OSSGATE_JWT_SECRET": SECRET,
-        "OSSGATE_CALLBACK_URL": callback_url,
-        "OSSGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'records.db'}",
-        **extra,
-    }
-
-
-def _recording_answers(app: Flask, answers: list[tuple[int, dict]]):
-    """WSGI wrapper keeping each /oss/callback answer, to see what OSS was told."""
-
-    def wsgi(environ, start_response):
-        if environ["PATH_INFO"] != "/oss/callback":
-            return app(environ, start_response)
-        seen: dict = {}
-
-        def keep_status(status, headers, exc_info=None):
-            seen["status"] = int(status.split()[0])
-            return start_response(status, headers, exc_info)
-
-        body = b"".join(app(environ, keep_status))
-        answers.append((seen["status"], json.loads(body)))
-        return [body]
-
-    return wsgi
-
-
-@pytest.fixture
-def served(emulator: Emulator, tmp_path) -> Iterator[Served]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    app = create_app(_config(emulator, f"{url}/oss/callback", tmp_path))
-    answers: list[tuple[int, dict]] = []
-    server, thread = _serve(_recording_answers(app, answers), port)
-    yield Served(app, url, answers)
-    server.shutdown()
-    thread.join()
-
-
-def _callback_headers(callback: dict, custom: dict[str, str] | None = None) -> dict[str, str]:
-    """The headers ali-oss builds from ``options.callback`` (lib/common/callback.js)."""
-    document = {
-        "callbackUrl": quote(callback["url"], safe=";/?:@&=+$,#-_.!~*'()%"),
-        "callbackBody": callback["body"],
-        "callbackBodyType": callback["contentType"],
-    }
-    if callback.get("callbackSNI"):
-        document["callbackSNI"] = True
-    values = custom if custom is not None else callback["customValue"]
-    variables = {f"x:{k}": v for k, v in values.items()}
-    return {
-        "x-oss-callback": base64.b64encode(json.dumps(document).encode()).decode(),
-        "x-oss-callback-var": base64.b64encode(json.dumps(variables).encode()).decode(),
-    }
-
-
-def _as_user(emu: Emulator, grant: dict) -> oss2.Bucket:
-    creds = StsCredentials(
-        grant["accessKeyId"], grant["accessKeySecret"], grant["stsToken"], grant["expiration"]
-    )
-    return sts_bucket(emu, creds)
+from tests.server.served_app import (
+    Served,
+    app_config,
+    as_user,
+    callback_headers,
+    free_port,
+    serve,
+)
+from tests.server.tokens import bearer, jwt_for
+from tests.support import closed_port_url, root_bucket
 
 
 def test_upload_with_callback_is_recorded_and_relayed(served: Served, emulator: Emulator) -> None:
     grant = served.token("alice")
-    bucket = _as_user(emulator, grant)
+    bucket = as_user(emulator, grant)
     key = grant["prefix"] + "report.pdf"
     result = bucket.put_object(
         key,
         b"%PDF-1.7 demo",
-        headers={"Content-Type": "application/pdf", **_callback_headers(grant["callback"])},
+        headers={"Content-Type": "application/pdf", **callback_headers(grant["callback"])},
     )
     assert result.status == 200
     answer = json.loads(result.resp.read())
@@ -155,9 +55,9 @@ def test_upload_with_callback_is_recorded_and_relayed(served: Served, emulator: 
 
 def test_owner_comes_from_the_key_not_from_custom_vars(served: Served, emulator: Emulator) -> None:
     grant = served.token("alice")
-    bucket = _as_user(emulator, grant)
+    bucket = as_user(emulator, grant)
     key = grant["prefix"] + "claims-bob.txt"
-    headers = _callback_headers(grant["callback"], custom={"uid": "bob"})
+    headers = callback_headers(grant["callback"], custom={"uid": "bob"})
     assert bucket.put_object(key, b"x", headers=headers).status == 200
     assert [r["key"] for r in served.uploads("alice")] == [key]
     assert served.uploads("bob") == []
@@ -165,7 +65,7 @@ def test_owner_comes_from_the_key_not_from_custom_vars(served: Served, emulator:
 
 def test_multipart_upload_with_callback_is_recorded(served: Served, emulator: Emulator) -> None:
     grant = served.token("carol")
-    bucket = _as_user(emulator, grant)
+    bucket = as_user(emulator, grant)
     key = grant["prefix"] + "big.bin"
     upload_id = bucket.init_multipart_upload(key).upload_id
     parts = [
@@ -173,7 +73,7 @@ def test_multipart_upload_with_callback_is_recorded(served: Served, emulator: Em
         oss2.models.PartInfo(2, bucket.upload_part(key, upload_id, 2, b"b" * 10).etag),
     ]
     result = bucket.complete_multipart_upload(
-        key, upload_id, parts, headers=_callback_headers(grant["callback"])
+        key, upload_id, parts, headers=callback_headers(grant["callback"])
     )
     assert result.status == 200
     (record,) = served.uploads("carol")
@@ -183,14 +83,34 @@ def test_multipart_upload_with_callback_is_recorded(served: Served, emulator: Em
 
 def test_duplicate_callbacks_do_not_duplicate_records(served: Served, emulator: Emulator) -> None:
     grant = served.token("dave")
-    bucket = _as_user(emulator, grant)
+    bucket = as_user(emulator, grant)
     key = grant["prefix"] + "same.txt"
     for _ in range(3):
-        bucket.put_object(key, b"same bytes", headers=_callback_headers(grant["callback"]))
+        bucket.put_object(key, b"same bytes", headers=callback_headers(grant["callback"]))
     assert len(served.uploads("dave")) == 1
-    bucket.put_object(key, b"new bytes", headers=_callback_headers(grant["callback"]))
     (record,) = served.uploads("dave")
-    assert record["size"] == len(b"new bytes")
+    assert record["size"] == len(b"same bytes")
+    assert record["status"] == "accepted" and record["destination"] == "default"
+
+
+def test_overwriting_an_accepted_upload_is_rejected_and_removed(
+    served: Served, emulator: Emulator
+) -> None:
+    """Without overwrite protection on the bucket, OSS lets the second PUT replace the first;
+    the verdict then keeps the record true: the replacement is rejected and removed."""
+    grant = served.token("dave")
+    bucket = as_user(emulator, grant)
+    key = grant["prefix"] + "same.txt"
+    bucket.put_object(key, b"same bytes", headers=callback_headers(grant["callback"]))
+    result = bucket.put_object(key, b"new bytes", headers=callback_headers(grant["callback"]))
+    answer = json.loads(result.resp.read())
+    assert answer["status"] == "rejected"
+    assert answer["reason"] == "overwrite_forbidden"
+    assert "removed" in answer["message"]
+    assert served.uploads("dave") == []
+    assert not root_bucket(emulator).object_exists(key)
+    record = served.records().get(emulator.config.bucket, key)
+    assert (record.status, record.reason, record.size) == ("rejected", "overwrite_forbidden", 9)
 
 
 def test_forged_body_naming_another_users_object_records_nothing(
@@ -198,15 +118,13 @@ def test_forged_body_naming_another_users_object_records_nothing(
 ) -> None:
     """OSS signs whatever body the uploader templates: the receiver must check the bucket."""
     grant = served.token("mallory")
-    bucket = _as_user(emulator, grant)
+    bucket = as_user(emulator, grant)
     forged = dict(grant["callback"])
     forged["body"] = json.dumps(
         {"bucket": emulator.config.bucket, "object": "uploads/bob/ghost.txt", "etag": "AB",
          "size": "1", "mimeType": "text/plain"}
     )  # fmt: skip
-    result = bucket.put_object(
-        grant["prefix"] + "real.txt", b"x", headers=_callback_headers(forged)
-    )
+    result = bucket.put_object(grant["prefix"] + "real.txt", b"x", headers=callback_headers(forged))
     assert result.status == 203
     assert served.uploads("bob") == []
     assert served.uploads("mallory") == []
@@ -214,16 +132,16 @@ def test_forged_body_naming_another_users_object_records_nothing(
 
 def _heads_counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Count the receiver's HEADs of objects (the app runs in this process)."""
-    import server.callbacks.api as callback_api
+    import server.uploads.verdicts as verdicts
 
     heads: list[str] = []
-    real_head = callback_api.head
+    real_head = verdicts.head
 
     def counting_head(bucket, key):
         heads.append(key)
         return real_head(bucket, key)
 
-    monkeypatch.setattr(callback_api, "head", counting_head)
+    monkeypatch.setattr(verdicts, "head", counting_head)
     return heads
 
 
@@ -233,8 +151,8 @@ def test_callback_naming_another_users_key_is_refused_before_any_head(
     """Carol's own upload, with a body naming Bob's key: refused with her grant's binding,
     the same answer whether Bob's key exists or not, and Bob's record untouched."""
     bob = served.token("bob")
-    _as_user(emulator, bob).put_object(
-        bob["prefix"] + "secret.png", b"\x89PNG bob", headers=_callback_headers(bob["callback"])
+    as_user(emulator, bob).put_object(
+        bob["prefix"] + "secret.png", b"\x89PNG bob", headers=callback_headers(bob["callback"])
     )
     (bobs_record,) = served.uploads("bob")
     heads = _heads_counted(monkeypatch)
@@ -247,10 +165,10 @@ def test_callback_naming_another_users_key_is_refused_before_any_head(
             '"size":${size},"mimeType":${mimeType},"x:uid":${x:uid}}'
         )
         served.answers.clear()
-        result = _as_user(emulator, carol).put_object(
+        result = as_user(emulator, carol).put_object(
             carol["prefix"] + "mine.png",
             b"carol's bytes",
-            headers=_callback_headers(forged, {"uid": "bob", "note": "written by carol"}),
+            headers=callback_headers(forged, {"uid": "bob", "note": "written by carol"}),
         )
         assert result.status == 203
         answers.append(served.answers[-1])
@@ -267,7 +185,7 @@ def test_callback_without_a_valid_binding_is_refused(served: Served, emulator: E
     """An old-style callback URL (no binding), a binding rewritten for another user, and a
     binding repeated with two values are all refused; the handed-out one is accepted."""
     grant = served.token("erin")
-    bucket = _as_user(emulator, grant)
+    bucket = as_user(emulator, grant)
     bound_url = grant["callback"]["url"]
     bare_url = bound_url.split("?", 1)[0]
     for url in (
@@ -278,14 +196,14 @@ def test_callback_without_a_valid_binding_is_refused(served: Served, emulator: E
         served.answers.clear()
         tampered = {**grant["callback"], "url": url}
         result = bucket.put_object(
-            grant["prefix"] + "f.txt", b"x", headers=_callback_headers(tampered)
+            grant["prefix"] + "f.txt", b"x", headers=callback_headers(tampered)
         )
         assert result.status == 203
         assert served.answers[-1][0] == 403
         assert served.answers[-1][1]["error"]["code"] == "unbound_callback"
     assert served.uploads("erin") == []
     result = bucket.put_object(
-        grant["prefix"] + "f.txt", b"x", headers=_callback_headers(grant["callback"])
+        grant["prefix"] + "f.txt", b"x", headers=callback_headers(grant["callback"])
     )
     assert result.status == 200
     assert len(served.uploads("erin")) == 1
@@ -294,7 +212,7 @@ def test_callback_without_a_valid_binding_is_refused(served: Served, emulator: E
 def test_key_outside_user_prefixes_is_refused(served: Served, emulator: Emulator) -> None:
     grant = served.token("alice")
     result = root_bucket(emulator).put_object(
-        "elsewhere/file.txt", b"x", headers=_callback_headers(grant["callback"])
+        "elsewhere/file.txt", b"x", headers=callback_headers(grant["callback"])
     )
     assert result.status == 203  # the receiver said 403; OSS kept the object
     assert served.records().count() == 0
@@ -321,10 +239,10 @@ def test_unsigned_or_untrusted_callbacks_are_refused(served: Served) -> None:
 
 def test_uploads_api_pages_and_validates(served: Served, emulator: Emulator) -> None:
     grant = served.token("erin")
-    bucket = _as_user(emulator, grant)
+    bucket = as_user(emulator, grant)
     for i in range(3):
         bucket.put_object(
-            f"{grant['prefix']}{i}.txt", b"x", headers=_callback_headers(grant["callback"])
+            f"{grant['prefix']}{i}.txt", b"x", headers=callback_headers(grant["callback"])
         )
     client = served.app.test_client()
     first = client.get("/api/uploads?limit=2", headers=bearer(jwt_for("erin"))).get_json()
@@ -349,13 +267,13 @@ def _reconcile(app: Flask) -> str:
 
 def test_callback_down_then_reconcile_records_it_once(fresh_emulator: Emulator, tmp_path) -> None:
     emulator = fresh_emulator
-    app = create_app(_config(emulator, closed_port_url(), tmp_path))
+    app = create_app(app_config(emulator, closed_port_url(), tmp_path))
     client = app.test_client()
     grant = client.post("/api/sts-token", headers=bearer(jwt_for("frank"))).get_json()
-    bucket = _as_user(emulator, grant)
+    bucket = as_user(emulator, grant)
     keys = [grant["prefix"] + f"lost-{i}.txt" for i in range(3)]
     for key in keys:
-        result = bucket.put_object(key, b"stored", headers=_callback_headers(grant["callback"]))
+        result = bucket.put_object(key, b"stored", headers=callback_headers(grant["callback"]))
         assert result.status == 203
         assert root_bucket(emulator).object_exists(key)
     records = app.extensions["ossgate"].records
@@ -375,23 +293,23 @@ def test_database_failure_gives_203_and_reconcile_recovers(
     fresh_emulator: Emulator, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emulator = fresh_emulator
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    app = create_app(_config(emulator, f"{url}/oss/callback", tmp_path))
+    app = create_app(app_config(emulator, f"{url}/oss/callback", tmp_path))
     records = app.extensions["ossgate"].records
 
     def broken(**_):
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    server, thread = _serve(app, port)
+    server, thread = serve(app, port)
     try:
         grant = requests.post(
             f"{url}/api/sts-token", headers=bearer(jwt_for("gina")), timeout=10
         ).json()
         monkeypatch.setattr(records, "record_upload", broken)
         key = grant["prefix"] + "during-outage.txt"
-        result = _as_user(emulator, grant).put_object(
-            key, b"kept", headers=_callback_headers(grant["callback"])
+        result = as_user(emulator, grant).put_object(
+            key, b"kept", headers=callback_headers(grant["callback"])
         )
         assert result.status == 203
         monkeypatch.undo()
@@ -405,17 +323,17 @@ def test_database_failure_gives_203_and_reconcile_recovers(
 
 def test_behind_a_proxy_prefix(emulator: Emulator, tmp_path) -> None:
     """Mounted under /ossgate (as behind a reverse proxy with a path prefix)."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}/ossgate"
-    app = create_app(_config(emulator, f"{base}/oss/callback", tmp_path))
+    app = create_app(app_config(emulator, f"{base}/oss/callback", tmp_path))
     wsgi = DispatcherMiddleware(Response("not here", status=404), {"/ossgate": app})
-    server, thread = _serve(wsgi, port)
+    server, thread = serve(wsgi, port)
     try:
         grant = requests.post(
             f"{base}/api/sts-token", headers=bearer(jwt_for("hank")), timeout=10
         ).json()
-        result = _as_user(emulator, grant).put_object(
-            grant["prefix"] + "proxied.txt", b"x", headers=_callback_headers(grant["callback"])
+        result = as_user(emulator, grant).put_object(
+            grant["prefix"] + "proxied.txt", b"x", headers=callback_headers(grant["callback"])
         )
         assert result.status == 200
         assert json.loads(result.resp.read())["status"] == "recorded"
@@ -427,10 +345,10 @@ def test_behind_a_proxy_prefix(emulator: Emulator, tmp_path) -> None:
 def test_behind_a_reverse_proxy_that_strips_the_prefix(emulator: Emulator, tmp_path) -> None:
     """A proxy serving the app at /files strips the prefix and says so in X-Forwarded-Prefix
     (OSSGATE_TRUSTED_PROXIES=1); OSS signed /files/oss/callback, which must still verify."""
-    proxy_port, app_port = _free_port(), _free_port()
+    proxy_port, app_port = free_port(), free_port()
     public = f"http://127.0.0.1:{proxy_port}/files"
     app = create_app(
-        _config(emulator, f"{public}/oss/callback", tmp_path, OSSGATE_TRUSTED_PROXIES="1")
+        app_config(emulator, f"{public}/oss/callback", tmp_path, OSSGATE_TRUSTED_PROXIES="1")
     )
 
     def proxy(environ, start_response):
@@ -458,14 +376,14 @@ def test_behind_a_reverse_proxy_that_strips_the_prefix(emulator: Emulator, tmp_p
         )
         return [upstream.content]
 
-    app_server, app_thread = _serve(app, app_port)
-    proxy_server, proxy_thread = _serve(proxy, proxy_port)
+    app_server, app_thread = serve(app, app_port)
+    proxy_server, proxy_thread = serve(proxy, proxy_port)
     try:
         grant = requests.post(
             f"{public}/api/sts-token", headers=bearer(jwt_for("ivy")), timeout=10
         ).json()
-        result = _as_user(emulator, grant).put_object(
-            grant["prefix"] + "via-proxy.txt", b"x", headers=_callback_headers(grant["callback"])
+        result = as_user(emulator, grant).put_object(
+            grant["prefix"] + "via-proxy.txt", b"x", headers=callback_headers(grant["callback"])
         )
         assert result.status == 200
         assert json.loads(result.resp.read())["status"] == "recorded"

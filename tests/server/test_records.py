@@ -132,7 +132,7 @@ def test_bad_cursor_is_refused(records: UploadRecords) -> None:
         records.page_for_owner("alice", cursor="not-a-cursor")
 
 
-def test_etags_under_a_prefix_treat_wildcards_literally(records: UploadRecords) -> None:
+def test_verdicts_under_a_prefix_treat_wildcards_literally(records: UploadRecords) -> None:
     _record(records, key="uploads/a_b/x")
     _record(records, key="uploads/aXb/x", owner="aXb")
-    assert set(records.etags("examplebucket", "uploads/a_b/")) == {"uploads/a_b/x"}
+    assert set(records.verdicts("examplebucket", "uploads/a_b/")) == {"uploads/a_b/x"}
