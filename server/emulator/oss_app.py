@@ -22,7 +22,7 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Request, Response
 
 from server.emulator import oss_documents as docs
-from server.emulator.callback import CallbackSigner
+from server.emulator.callback import CallbackGuard, CallbackSigner
 from server.emulator.config import EmulatorConfig
 from server.emulator.cors import (
     MISSING_METHOD_MESSAGE,
@@ -72,6 +72,10 @@ class OSSApp(BucketOperations, MultipartOperations):
         self.public_key_url = public_key_url
         self.allow_remote_callbacks = allow_remote_callbacks
         self.callback_timeout = callback_timeout
+        # The app's own ports (and STS's): a callback must never reach them (callback.py).
+        self.callback_guard = CallbackGuard(
+            ports=frozenset({config.oss_port, config.sts_port}), hosts=frozenset({config.host})
+        )
         self.created = time.time()
         self._cors_cache: tuple[bytes | None, CorsConfiguration | None] | None = None
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from werkzeug.wrappers import Request
 
 from server.emulator import ram_policy
-from server.emulator.callback import CallbackSigner
+from server.emulator.callback import CallbackGuard, CallbackSigner
 from server.emulator.config import EmulatorConfig
 from server.emulator.oss_addressing import Target
 from server.emulator.oss_errors import OSSError
@@ -66,6 +66,7 @@ class OperationBase:
     public_key_url: str
     allow_remote_callbacks: bool
     callback_timeout: float
+    callback_guard: CallbackGuard
     created: float
 
     def authorize(self, call: Call, action: str, context: dict[str, str] | None = None) -> None:

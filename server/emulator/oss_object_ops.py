@@ -174,6 +174,7 @@ class ObjectOperations(OperationBase):
             self.public_key_url,
             timeout=self.callback_timeout,
             allow_remote=self.allow_remote_callbacks,
+            guard=self.callback_guard,
         )
         if outcome.ok:
             return Response(
