@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from werkzeug.wrappers import Request
 
-from server.emulator import ram_policy
+from server.emulator import oss_acl, ram_policy
 from server.emulator.callback import CallbackGuard, CallbackSigner
 from server.emulator.config import EmulatorConfig
 from server.emulator.oss_addressing import Target
@@ -44,6 +44,11 @@ IMPLEMENTED_SUB_RESOURCES = {
 }  # fmt: skip
 
 TOO_LARGE = "Your proposed upload exceeds the maximum allowed size."
+#: OSS's refusal when neither a policy nor an ACL grants the request (EC 0003-00000001).
+ACL_DENIED_MESSAGE = "You have no right to access this object because of bucket acl."
+ACL_DENIED_EC = "0003-00000001"
+#: What an unsigned request may ever do, and then only on a public-read(-write) object.
+ANONYMOUS_ACTIONS = frozenset({"oss:GetObject"})
 
 
 @dataclass(frozen=True)
@@ -70,9 +75,16 @@ class OperationBase:
     created: float
 
     def authorize(self, call: Call, action: str, context: dict[str, str] | None = None) -> None:
-        """Root may do anything; STS callers need every policy to allow and none to deny."""
+        """Root may do anything; STS callers need every policy to allow and none to deny;
+        an unsigned caller may only read an object whose ACL is public (oss_acl)."""
         if call.principal.is_root:
             return
+        if call.principal.is_anonymous:
+            key = call.target.key
+            obj = self.store.get(key) if key is not None else None
+            if action in ANONYMOUS_ACTIONS and obj and oss_acl.readable_anonymously(obj.acl):
+                return
+            raise OSSError("AccessDenied", ACL_DENIED_MESSAGE, EC=ACL_DENIED_EC)
         resource = f"acs:oss:{self.config.region_id}:{self.config.account_id}:"
         resource += call.target.bucket or ""
         if call.target.key is not None:
@@ -97,10 +109,10 @@ class OperationBase:
         if not verdicts or any(v != "allow" for v in verdicts):
             raise OSSError(
                 "AccessDenied",
-                "You have no right to access this object because of bucket acl.",
+                ACL_DENIED_MESSAGE,
                 AuthAction=action,
                 NoPermissionType="ImplicitDeny",
-                EC="0003-00000001",
+                EC=ACL_DENIED_EC,
             )
 
     def url_encoded(self, call: Call) -> bool:
