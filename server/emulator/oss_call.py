@@ -18,6 +18,11 @@ from server.emulator.callback import CallbackGuard, CallbackSigner
 from server.emulator.config import EmulatorConfig
 from server.emulator.oss_addressing import Target
 from server.emulator.oss_errors import OSSError
+from server.emulator.overwrite_config import (
+    OverwriteConfiguration,
+    parse_overwrite_xml,
+    principal_name,
+)
 from server.emulator.principal import Principal
 from server.emulator.storage import BucketStore, StoredObject
 
@@ -38,9 +43,11 @@ SUB_RESOURCES = {
     "policy", "position", "qos", "referer", "replication", "requestPayment", "restore",
     "select", "stat", "style", "symlink", "tagging", "transferAcceleration", "uploadId",
     "uploads", "versioning", "versions", "vod", "website", "worm", "x-oss-process",
+    "overwriteConfig",
 }  # fmt: skip
 IMPLEMENTED_SUB_RESOURCES = {
     "acl", "bucketInfo", "cors", "location", "objectMeta", "uploadId", "uploads",
+    "overwriteConfig",
 }  # fmt: skip
 
 TOO_LARGE = "Your proposed upload exceeds the maximum allowed size."
@@ -73,6 +80,7 @@ class OperationBase:
     callback_timeout: float
     callback_guard: CallbackGuard
     created: float
+    _overwrite_cache: tuple[bytes | None, OverwriteConfiguration | None] | None = None
 
     def authorize(self, call: Call, action: str, context: dict[str, str] | None = None) -> None:
         """Root may do anything; STS callers need every policy to allow and none to deny;
@@ -113,6 +121,42 @@ class OperationBase:
                 AuthAction=action,
                 NoPermissionType="ImplicitDeny",
                 EC=ACL_DENIED_EC,
+            )
+
+    def overwrite_config(self) -> OverwriteConfiguration | None:
+        """The bucket's overwrite rules as stored (re-parsed only when the file changed)."""
+        raw = self.store.read_overwrite_config()
+        cached = self._overwrite_cache
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        parsed = parse_overwrite_xml(raw) if raw is not None else None
+        self._overwrite_cache = (raw, parsed)
+        return parsed
+
+    def _refuse_overwrite(
+        self, principal: Principal, key: str, forbid: bool, *, rules: bool = True
+    ) -> None:
+        """``409 FileAlreadyExists`` when ``key`` exists and the write may not replace it.
+
+        Two things forbid it: the writer's own ``x-oss-forbid-overwrite: true`` (``forbid``), and,
+        with ``rules``, a bucket overwrite rule covering the key and the writer, whatever the
+        writer sent (overwrite_config).
+        """
+        if self.store.get(key) is None:
+            return
+        if forbid:
+            raise OSSError("FileAlreadyExists", "The object you specified already exists.", 409)
+        config = self.overwrite_config() if rules else None
+        if config is None:
+            return
+        name = principal_name(principal, self.config.account_id, self.config.role_name)
+        rule = config.forbidding_rule(key, name)
+        if rule is not None:
+            raise OSSError(
+                "FileAlreadyExists",
+                "The object you specified already exists and can not be overwritten "
+                f"(bucket overwrite rule {rule.id}).",
+                409,
             )
 
     def url_encoded(self, call: Call) -> bool:

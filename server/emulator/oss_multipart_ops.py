@@ -30,7 +30,8 @@ class MultipartOperations(ObjectOperations):
         key = call.target.key or ""
         acl = oss_acl.requested_acl(call.request.headers.get(oss_acl.ACL_HEADER))
         self.authorize(call, "oss:PutObject", oss_acl.acl_context(acl))
-        self._check_overwrite(call.request, key)
+        # Initiate writes nothing: the bucket's overwrite rules are applied on Complete.
+        self._check_overwrite(call, key, rules=False)
         upload = self.store.initiate(key, acl=acl, **self._object_fields(call.request, key))
         body = docs.initiate_result(
             self.config.bucket, key, upload.upload_id, self.url_encoded(call)
@@ -121,7 +122,7 @@ class MultipartOperations(ObjectOperations):
                     PartNumber=str(part.number),
                     MinSizeAllowed=str(MIN_PART_SIZE),
                 )
-        self._check_overwrite(call.request, key)
+        self._check_overwrite(call, key)
         joined = b"".join(bytes.fromhex(p.md5_digest) for p in chosen)
         etag = hashlib.md5(joined).hexdigest().upper() + f"-{len(chosen)}"  # noqa: S324
         written = self.store.assemble(upload.upload_id, chosen)

@@ -68,14 +68,10 @@ class ObjectOperations(OperationBase):
         kept = {h: request.headers[h] for h in _KEPT_HEADERS if h in request.headers}
         return {"content_type": content_type, "user_meta": user_meta, "headers": kept}
 
-    def _check_overwrite(self, request: Request, key: str) -> None:
-        forbid = request.headers.get("x-oss-forbid-overwrite", "").lower() == "true"
-        self._refuse_overwrite(forbid, key)
-
-    def _refuse_overwrite(self, forbid: bool, key: str) -> None:
-        """``x-oss-forbid-overwrite``: FileAlreadyExists when ``key`` is taken."""
-        if forbid and self.store.get(key) is not None:
-            raise OSSError("FileAlreadyExists", "The object you specified already exists.", 409)
+    def _check_overwrite(self, call: Call, key: str, *, rules: bool = True) -> None:
+        """``x-oss-forbid-overwrite`` and (with ``rules``) the bucket's overwrite rules."""
+        forbid = call.request.headers.get("x-oss-forbid-overwrite", "").lower() == "true"
+        self._refuse_overwrite(call.principal, key, forbid, rules=rules)
 
     def put_object(self, call: Call) -> Response:
         request = call.request
@@ -83,7 +79,7 @@ class ObjectOperations(OperationBase):
         acl = oss_acl.requested_acl(request.headers.get(oss_acl.ACL_HEADER))
         self.authorize(call, "oss:PutObject", oss_acl.acl_context(acl))
         callback = self._callback_params(request)
-        self._check_overwrite(request, key)
+        self._check_overwrite(call, key)
         length = self.content_length(request)
         if length is not None and length > MAX_PUT_SIZE:
             raise OSSError("EntityTooLarge", TOO_LARGE)

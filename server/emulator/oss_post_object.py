@@ -575,7 +575,7 @@ class _Upload:
         acl = oss_acl.requested_acl(form.get(oss_acl.ACL_HEADER))
         ops.authorize(call, "oss:PutObject", oss_acl.acl_context(acl))
         callback = self._callback(form)
-        ops._refuse_overwrite(form.get("x-oss-forbid-overwrite") == "true", key)
+        ops._refuse_overwrite(signed.principal, key, form.get("x-oss-forbid-overwrite") == "true")
 
         low, high = policy.length_range
         source = _CappedFile(self.reader.file_chunks(), high)

@@ -142,6 +142,11 @@ def match_action(pattern: str, action: str) -> bool:
     return _glob(pattern, True)(action)
 
 
+def match_wildcard(pattern: str, value: str) -> bool:
+    """Whether a case-sensitive ``*``/``?`` pattern covers all of ``value`` (e.g. a Principal)."""
+    return _glob(pattern, False)(value)
+
+
 def match_resource(pattern: str, resource: str) -> bool:
     """Whether a Resource pattern covers ``resource``, field by field like an ARN.
 
