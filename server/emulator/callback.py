@@ -30,6 +30,16 @@ Deliberate difference from OSS: the real service refuses private and loopback ca
 (0007-00000008); this emulator calls *only* loopback addresses unless ``allow_remote=True``,
 because it runs where no other traffic is allowed. Host names other than ``localhost`` are
 refused without even a DNS lookup (a lookup is itself traffic to a resolver).
+
+The emulator's own services are never a callback target (``CallbackGuard``): the uploader writes
+the callback parameters, so without this an upload could make the emulator POST a JSON body of
+its choosing to ``/_emulator/faults`` and, say, throttle STS for everyone. A URL naming one of the
+emulator's own ports on a loopback address (or on the address it listens on), or any path with
+an ``_emulator`` segment (percent-decoded, on any port), fails like an unreachable callback: the
+object is stored and the client gets ``203 CallbackFailed``. The port rule is checked twice, on
+the URL before connecting and on the connected peer's address, so a host spelling the URL check
+does not read as loopback (``2130706433``, ``127.1``, a name resolving to 127.0.0.1 when remote
+callbacks are allowed) still cannot reach the emulator.
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote_to_bytes, urlsplit
+from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -384,6 +394,73 @@ def loopback_address(host: str) -> str | None:
     return str(ip) if ip.is_loopback else None
 
 
+#: The path segment under which the emulator keeps its control endpoints (``/_emulator/faults``).
+CONTROL_SEGMENT = "_emulator"
+
+
+def _is_control_path(path: str) -> bool:
+    """Whether a callback URL path reaches (or might reach) an ``/_emulator/`` endpoint.
+
+    Percent-decoded until stable (``%5F`` and ``%255F`` both mean ``_`` to some server), with
+    ``\\`` read as ``/``; any segment starting with ``_emulator`` counts. That is wider than the
+    one path the STS app serves, on purpose: a refused callback costs nothing.
+    """
+    text = path
+    for _ in range(4):
+        decoded = unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    segments = text.replace("\\", "/").split("/")
+    return any(segment.lower().startswith(CONTROL_SEGMENT) for segment in segments)
+
+
+@dataclass(frozen=True)
+class CallbackGuard:
+    """Where a callback may never go: the emulator's own OSS and STS services.
+
+    ``ports`` are the ports the emulator listens on and ``hosts`` the address it binds (beyond
+    loopback, which always counts); an empty guard still refuses ``/_emulator/`` paths.
+    """
+
+    ports: frozenset[int] = frozenset()
+    hosts: frozenset[str] = frozenset()
+
+    def _is_own(self, address: str, port: int) -> bool:
+        if port not in self.ports:
+            return False
+        name = address.strip("[]").lower()
+        if loopback_address(name) is not None or name in self.hosts:
+            return True
+        # Bound to every interface: any local address reaches it, so refuse the port outright.
+        return any(host in ("0.0.0.0", "::", "") for host in self.hosts)  # noqa: S104
+
+    def refuse_url(self, target: _Target) -> str | None:
+        """Why this URL is refused before any connection, or ``None``."""
+        if _is_control_path(target.path):
+            return (
+                f"Error status : -1. The callbackUrl path {target.path} is an emulator control "
+                "endpoint (/_emulator/); callbacks may not target it."
+            )
+        if self._is_own(target.hostname, target.port):
+            return self._own_service(target.hostname, target.port)
+        return None
+
+    def refuse_peer(self, peer: tuple) -> str | None:
+        """Why the connected peer is refused (a name or spelling that hid it), or ``None``."""
+        address, port = str(peer[0]), int(peer[1])
+        if self._is_own(address, port):
+            return self._own_service(address, port)
+        return None
+
+    @staticmethod
+    def _own_service(host: str, port: int) -> str:
+        return (
+            f"Error status : -1. {host}:{port} is the emulator's own OSS or STS service; "
+            "callbacks may not target it."
+        )
+
+
 @dataclass(frozen=True)
 class _Target:
     scheme: str
@@ -467,8 +544,12 @@ def _call_one(
     pub_key_url: str,
     timeout: float,
     allow_remote: bool,
+    guard: CallbackGuard,
 ) -> CallbackOutcome:
     target = _target(url)
+    refused = guard.refuse_url(target)
+    if refused is not None:
+        return _failure(refused)
     address = loopback_address(target.hostname)
     if address is None and not allow_remote:
         return _failure(
@@ -520,6 +601,10 @@ def _call_one(
     phase = "connect"
     try:
         conn.connect()
+        if conn.sock is not None:
+            refused = guard.refuse_peer(conn.sock.getpeername())
+            if refused is not None:
+                return _failure(refused)
         phase = "exchange"
         conn.putrequest("POST", target.request_target, skip_host=True, skip_accept_encoding=True)
         for name, value in headers.items():
@@ -575,18 +660,21 @@ def perform_callback(
     *,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
     allow_remote: bool = False,
+    guard: CallbackGuard | None = None,
 ) -> CallbackOutcome:
     """POST the rendered body to each URL in order; the first 200 + JSON answer wins.
 
     ``timeout`` bounds each URL's connect + send + read. When every URL fails the outcome
-    carries the last URL's error, which the app turns into ``203 CallbackFailed``.
+    carries the last URL's error, which the app turns into ``203 CallbackFailed``. ``guard``
+    names the emulator's own services; without one, ``/_emulator/`` paths are still refused.
     """
+    guard = guard or CallbackGuard()
     if not params.urls:
         return _failure("No callbackUrl is configured.")
     body = render_body(params, facts)
     outcome = _failure("No callbackUrl is configured.")
     for url in params.urls[:MAX_CALLBACK_URLS]:
-        outcome = _call_one(url, params, body, signer, pub_key_url, timeout, allow_remote)
+        outcome = _call_one(url, params, body, signer, pub_key_url, timeout, allow_remote, guard)
         if outcome.ok:
             return outcome
     return outcome

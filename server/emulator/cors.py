@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET  # noqa: S405 - input is pre-screened by _refuse_unsafe_xml
-import xml.parsers.expat  # noqa: S408 - used only to detect DOCTYPE/ENTITY before parsing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from server.emulator.oss_errors import OSSError
+from server.emulator.oss_xml import refuse_unsafe_xml
 
 #: PutBucketCors: "每个Bucket最多允许10条规则" (at most 10 rules per bucket).
 MAX_RULES = 10
@@ -86,25 +86,10 @@ def _invalid(message: str, name: str, value: str) -> OSSError:
 
 
 def _refuse_unsafe_xml(body: bytes) -> None:
-    """Reject DTDs and entity declarations before ElementTree sees the document.
-
-    Why expat and not a byte search: a byte search for ``<!DOCTYPE`` is defeated by a UTF-16
-    document; expat decodes first and reports the declaration whatever the encoding. This is
-    what defusedxml does, without the dependency.
-    """
-
-    def forbid(*_args: object) -> None:
-        raise ValueError("DTD or entity declaration")
-
-    parser = xml.parsers.expat.ParserCreate()
-    parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    parser.StartDoctypeDeclHandler = forbid
-    parser.EntityDeclHandler = forbid
-    parser.UnparsedEntityDeclHandler = forbid
-    parser.ExternalEntityRefHandler = forbid
+    """Reject DTDs, entity declarations and non-XML before ElementTree sees the document."""
     try:
-        parser.Parse(body, True)
-    except (ValueError, xml.parsers.expat.ExpatError) as exc:
+        refuse_unsafe_xml(body)
+    except ValueError as exc:
         raise _malformed() from exc
 
 

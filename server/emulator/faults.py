@@ -1,7 +1,8 @@
 """Fault and latency knobs, so tests and benchmarks can make STS slow, throttled or broken.
 
-The knobs are changed at run time through ``POST /_emulator/faults`` on the STS port (JSON
-with any of the fields below) and read back with ``GET /_emulator/faults``. They exist only
+The knobs are changed at run time through ``POST /_emulator/faults`` on the STS port (a JSON
+object with any of the fields below, sent as ``Content-Type: application/json``; any other body
+is refused and changes nothing) and read back with ``GET /_emulator/faults``. They exist only
 in the emulator; the real service has no such thing, which is why they live under a path no
 real STS API uses.
 """

@@ -2,7 +2,8 @@
 
 Every request goes through the same gate as on the real service: find the bucket, answer a
 CORS preflight from the bucket's rules, authenticate the signature (V1 or V4, header or
-query), authorise STS callers with RAM policy evaluation, then run the operation. Errors are
+query), authorise STS callers with RAM policy evaluation (and unsigned reads with the object's
+ACL, see ``oss_acl``), then run the operation. Errors are
 the real ``<Error>`` documents; CORS headers are added to every response whose origin a rule
 allows, errors included, so a browser can read them.
 
@@ -21,8 +22,7 @@ from datetime import UTC, datetime
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Request, Response
 
-from server.emulator import oss_documents as docs
-from server.emulator.callback import CallbackSigner
+from server.emulator.callback import CallbackGuard, CallbackSigner
 from server.emulator.config import EmulatorConfig
 from server.emulator.cors import (
     MISSING_METHOD_MESSAGE,
@@ -37,11 +37,17 @@ from server.emulator.cors import (
 from server.emulator.oss_addressing import Target, resolve_target
 from server.emulator.oss_auth import SignedRequest, authenticate
 from server.emulator.oss_bucket_ops import BucketOperations
-from server.emulator.oss_call import IMPLEMENTED_SUB_RESOURCES, SUB_RESOURCES, Call
+from server.emulator.oss_call import (
+    ACL_DENIED_EC,
+    ACL_DENIED_MESSAGE,
+    IMPLEMENTED_SUB_RESOURCES,
+    SUB_RESOURCES,
+    Call,
+)
 from server.emulator.oss_errors import OSSError
 from server.emulator.oss_multipart_ops import MultipartOperations
 from server.emulator.oss_post_object import is_post_object, post_object
-from server.emulator.principal import Principal
+from server.emulator.principal import ANONYMOUS, Principal
 from server.emulator.storage import BucketStore
 
 PUBLIC_KEY_PATH = "/callback_pub_key_v1.pem"
@@ -49,6 +55,17 @@ PUBLIC_KEY_PATH = "/callback_pub_key_v1.pem"
 
 def _request_id() -> str:
     return secrets.token_hex(12).upper()
+
+
+def _may_read_anonymously(method: str, target: Target, names: set[str]) -> bool:
+    """Whether an unsigned request is a GetObject / HeadObject / GetObjectMeta at all.
+
+    Only those can succeed without a signature (on a public-read object); everything else is
+    refused here, before any handler runs, as the private bucket refuses it.
+    """
+    if method not in ("GET", "HEAD") or target.bucket is None or target.key is None:
+        return False
+    return not (names & SUB_RESOURCES) - {"objectMeta"}
 
 
 class OSSApp(BucketOperations, MultipartOperations):
@@ -72,6 +89,10 @@ class OSSApp(BucketOperations, MultipartOperations):
         self.public_key_url = public_key_url
         self.allow_remote_callbacks = allow_remote_callbacks
         self.callback_timeout = callback_timeout
+        # The app's own ports (and STS's): a callback must never reach them (callback.py).
+        self.callback_guard = CallbackGuard(
+            ports=frozenset({config.oss_port, config.sts_port}), hosts=frozenset({config.host})
+        )
         self.created = time.time()
         self._cors_cache: tuple[bytes | None, CorsConfiguration | None] | None = None
 
@@ -181,11 +202,11 @@ class OSSApp(BucketOperations, MultipartOperations):
         except OSSError as exc:
             raise self._explain_signature_failure(exc, signed, target) from None
         if principal is None:
-            raise OSSError(
-                "AccessDenied",
-                "You have no right to access this object because of bucket acl.",
-                EC="0003-00000001",
-            )
+            # Unsigned: the private bucket refuses it, unless it reads an object whose own ACL
+            # is public; that is decided per object by ``authorize`` (oss_acl).
+            if not _may_read_anonymously(request.method, target, names):
+                raise OSSError("AccessDenied", ACL_DENIED_MESSAGE, EC=ACL_DENIED_EC)
+            principal = ANONYMOUS
         call = Call(request, target, principal, request_id)
         if target.bucket is None:
             return self.service_operation(call)
@@ -232,6 +253,8 @@ class OSSApp(BucketOperations, MultipartOperations):
         if method == "PUT":
             if "uploadId" in names and "partNumber" in args:
                 return self.upload_part(call)
+            if "acl" in names:
+                return self.put_object_acl(call)
             if "x-oss-copy-source" in call.request.headers:
                 raise OSSError("NotImplemented", "CopyObject is not implemented.", 501)
             if names & SUB_RESOURCES:
@@ -248,11 +271,7 @@ class OSSApp(BucketOperations, MultipartOperations):
             if "uploadId" in names:
                 return self.list_parts(call)
             if "acl" in names:
-                self.authorize(call, "oss:GetObjectAcl")
-                self.existing(key)
-                return Response(
-                    docs.acl_result(self.config.account_id), content_type="application/xml"
-                )
+                return self.get_object_acl(call)
             if not (names & SUB_RESOURCES):
                 return self.get_object(call, head=False)
         if method == "HEAD":

@@ -1,4 +1,5 @@
-"""Service- and bucket-level OSS operations: ListBuckets, ListObjects (v1/v2), CORS, info."""
+"""Service- and bucket-level OSS operations: ListBuckets, ListObjects (v1/v2), CORS,
+overwrite protection (overwrite_config), info."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ from server.emulator import oss_documents as docs
 from server.emulator.cors import cors_to_xml, parse_cors_xml
 from server.emulator.oss_call import SUB_RESOURCES, Call, OperationBase
 from server.emulator.oss_errors import OSSError
+from server.emulator.overwrite_config import (
+    NO_CONFIG_CODE,
+    NO_CONFIG_MESSAGE,
+    overwrite_to_xml,
+    parse_overwrite_xml,
+)
 from server.emulator.storage import StoredObject
 
 
@@ -48,6 +55,22 @@ class BucketOperations(OperationBase):
             if method == "DELETE":
                 self.authorize(call, "oss:DeleteBucketCors")
                 self.store.write_cors(None)
+                return Response(b"", status=204)
+        elif "overwriteConfig" in names:
+            if method == "PUT":
+                self.authorize(call, "oss:PutBucketOverwriteConfig")
+                config = parse_overwrite_xml(self.read_small_body(call.request))
+                self.store.write_overwrite_config(overwrite_to_xml(config))
+                return Response(b"", status=200)
+            if method == "GET":
+                self.authorize(call, "oss:GetBucketOverwriteConfig")
+                stored = self.overwrite_config()
+                if stored is None:
+                    raise OSSError(NO_CONFIG_CODE, NO_CONFIG_MESSAGE, BucketName=cfg.bucket)
+                return Response(overwrite_to_xml(stored), content_type="application/xml")
+            if method == "DELETE":
+                self.authorize(call, "oss:DeleteBucketOverwriteConfig")
+                self.store.write_overwrite_config(None)
                 return Response(b"", status=204)
         elif "uploads" in names and method == "GET":
             self.authorize(call, "oss:ListMultipartUploads")

@@ -13,11 +13,16 @@ from datetime import UTC, datetime
 
 from werkzeug.wrappers import Request
 
-from server.emulator import ram_policy
-from server.emulator.callback import CallbackSigner
+from server.emulator import oss_acl, ram_policy
+from server.emulator.callback import CallbackGuard, CallbackSigner
 from server.emulator.config import EmulatorConfig
 from server.emulator.oss_addressing import Target
 from server.emulator.oss_errors import OSSError
+from server.emulator.overwrite_config import (
+    OverwriteConfiguration,
+    parse_overwrite_xml,
+    principal_name,
+)
 from server.emulator.principal import Principal
 from server.emulator.storage import BucketStore, StoredObject
 
@@ -38,12 +43,19 @@ SUB_RESOURCES = {
     "policy", "position", "qos", "referer", "replication", "requestPayment", "restore",
     "select", "stat", "style", "symlink", "tagging", "transferAcceleration", "uploadId",
     "uploads", "versioning", "versions", "vod", "website", "worm", "x-oss-process",
+    "overwriteConfig",
 }  # fmt: skip
 IMPLEMENTED_SUB_RESOURCES = {
     "acl", "bucketInfo", "cors", "location", "objectMeta", "uploadId", "uploads",
+    "overwriteConfig",
 }  # fmt: skip
 
 TOO_LARGE = "Your proposed upload exceeds the maximum allowed size."
+#: OSS's refusal when neither a policy nor an ACL grants the request (EC 0003-00000001).
+ACL_DENIED_MESSAGE = "You have no right to access this object because of bucket acl."
+ACL_DENIED_EC = "0003-00000001"
+#: What an unsigned request may ever do, and then only on a public-read(-write) object.
+ANONYMOUS_ACTIONS = frozenset({"oss:GetObject"})
 
 
 @dataclass(frozen=True)
@@ -66,12 +78,21 @@ class OperationBase:
     public_key_url: str
     allow_remote_callbacks: bool
     callback_timeout: float
+    callback_guard: CallbackGuard
     created: float
+    _overwrite_cache: tuple[bytes | None, OverwriteConfiguration | None] | None = None
 
     def authorize(self, call: Call, action: str, context: dict[str, str] | None = None) -> None:
-        """Root may do anything; STS callers need every policy to allow and none to deny."""
+        """Root may do anything; STS callers need every policy to allow and none to deny;
+        an unsigned caller may only read an object whose ACL is public (oss_acl)."""
         if call.principal.is_root:
             return
+        if call.principal.is_anonymous:
+            key = call.target.key
+            obj = self.store.get(key) if key is not None else None
+            if action in ANONYMOUS_ACTIONS and obj and oss_acl.readable_anonymously(obj.acl):
+                return
+            raise OSSError("AccessDenied", ACL_DENIED_MESSAGE, EC=ACL_DENIED_EC)
         resource = f"acs:oss:{self.config.region_id}:{self.config.account_id}:"
         resource += call.target.bucket or ""
         if call.target.key is not None:
@@ -96,10 +117,46 @@ class OperationBase:
         if not verdicts or any(v != "allow" for v in verdicts):
             raise OSSError(
                 "AccessDenied",
-                "You have no right to access this object because of bucket acl.",
+                ACL_DENIED_MESSAGE,
                 AuthAction=action,
                 NoPermissionType="ImplicitDeny",
-                EC="0003-00000001",
+                EC=ACL_DENIED_EC,
+            )
+
+    def overwrite_config(self) -> OverwriteConfiguration | None:
+        """The bucket's overwrite rules as stored (re-parsed only when the file changed)."""
+        raw = self.store.read_overwrite_config()
+        cached = self._overwrite_cache
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        parsed = parse_overwrite_xml(raw) if raw is not None else None
+        self._overwrite_cache = (raw, parsed)
+        return parsed
+
+    def _refuse_overwrite(
+        self, principal: Principal, key: str, forbid: bool, *, rules: bool = True
+    ) -> None:
+        """``409 FileAlreadyExists`` when ``key`` exists and the write may not replace it.
+
+        Two things forbid it: the writer's own ``x-oss-forbid-overwrite: true`` (``forbid``), and,
+        with ``rules``, a bucket overwrite rule covering the key and the writer, whatever the
+        writer sent (overwrite_config).
+        """
+        if self.store.get(key) is None:
+            return
+        if forbid:
+            raise OSSError("FileAlreadyExists", "The object you specified already exists.", 409)
+        config = self.overwrite_config() if rules else None
+        if config is None:
+            return
+        name = principal_name(principal, self.config.account_id, self.config.role_name)
+        rule = config.forbidding_rule(key, name)
+        if rule is not None:
+            raise OSSError(
+                "FileAlreadyExists",
+                "The object you specified already exists and can not be overwritten "
+                f"(bucket overwrite rule {rule.id}).",
+                409,
             )
 
     def url_encoded(self, call: Call) -> bool:

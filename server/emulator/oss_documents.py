@@ -2,7 +2,8 @@
 
 Element names and order follow the OSS API reference pages of each operation (ListObjects,
 ListObjectsV2, InitiateMultipartUpload, CompleteMultipartUpload, ListParts,
-ListMultipartUploads, ListBuckets, GetBucketInfo, GetBucketLocation).
+ListMultipartUploads, ListBuckets, GetBucketInfo, GetBucketLocation, GetBucketAcl,
+GetObjectAcl).
 """
 
 from __future__ import annotations
@@ -222,13 +223,14 @@ def location_result(region: str) -> bytes:
     return _render(root)
 
 
-def acl_result(account_id: str) -> bytes:
+def acl_result(account_id: str, grant: str = "private") -> bytes:
+    """GetBucketAcl's and GetObjectAcl's ``AccessControlPolicy`` (an object's may be default)."""
     root = ET.Element("AccessControlPolicy")
     owner = _sub(root, "Owner")
     _sub(owner, "ID", account_id)
     _sub(owner, "DisplayName", account_id)
     acl = _sub(root, "AccessControlList")
-    _sub(acl, "Grant", "private")
+    _sub(acl, "Grant", grant)
     return _render(root)
 
 

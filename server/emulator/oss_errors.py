@@ -39,6 +39,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "MissingArgument": 400,
     "MissingContentLength": 411,
     "NoSuchBucket": 404,
+    "NoSuchBucketOverwriteConfig": 404,
     "NoSuchCORSConfiguration": 404,
     "NoSuchKey": 404,
     "NoSuchUpload": 404,

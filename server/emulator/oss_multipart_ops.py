@@ -9,7 +9,7 @@ import time
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Response
 
-from server.emulator import crc64
+from server.emulator import crc64, oss_acl
 from server.emulator import oss_documents as docs
 from server.emulator.oss_call import (
     MAX_PART_NUMBER,
@@ -28,9 +28,11 @@ class MultipartOperations(ObjectOperations):
 
     def initiate_upload(self, call: Call) -> Response:
         key = call.target.key or ""
-        self.authorize(call, "oss:PutObject")
-        self._check_overwrite(call.request, key)
-        upload = self.store.initiate(key, **self._object_fields(call.request, key))
+        acl = oss_acl.requested_acl(call.request.headers.get(oss_acl.ACL_HEADER))
+        self.authorize(call, "oss:PutObject", oss_acl.acl_context(acl))
+        # Initiate writes nothing: the bucket's overwrite rules are applied on Complete.
+        self._check_overwrite(call, key, rules=False)
+        upload = self.store.initiate(key, acl=acl, **self._object_fields(call.request, key))
         body = docs.initiate_result(
             self.config.bucket, key, upload.upload_id, self.url_encoded(call)
         )
@@ -80,7 +82,10 @@ class MultipartOperations(ObjectOperations):
 
     def complete_upload(self, call: Call) -> Response:
         key = call.target.key or ""
-        self.authorize(call, "oss:PutObject")
+        # An ACL sent on Complete wins over the one sent on Initiate; each was authorised with
+        # the value it asked for.
+        acl = oss_acl.requested_acl(call.request.headers.get(oss_acl.ACL_HEADER))
+        self.authorize(call, "oss:PutObject", oss_acl.acl_context(acl))
         upload = self._upload(call)
         callback = self._callback_params(call.request)
         stored = {p.number: p for p in self.store.list_parts(upload.upload_id)}
@@ -117,7 +122,7 @@ class MultipartOperations(ObjectOperations):
                     PartNumber=str(part.number),
                     MinSizeAllowed=str(MIN_PART_SIZE),
                 )
-        self._check_overwrite(call.request, key)
+        self._check_overwrite(call, key)
         joined = b"".join(bytes.fromhex(p.md5_digest) for p in chosen)
         etag = hashlib.md5(joined).hexdigest().upper() + f"-{len(chosen)}"  # noqa: S324
         written = self.store.assemble(upload.upload_id, chosen)
@@ -131,6 +136,7 @@ class MultipartOperations(ObjectOperations):
             content_type=upload.content_type,
             user_meta=upload.user_meta,
             headers=upload.headers,
+            acl=acl or upload.acl or oss_acl.DEFAULT,
         )
         self.store.drop_upload(upload.upload_id)
         location = f"http://{call.request.host}/{key}"

@@ -1,4 +1,4 @@
-"""Object-level OSS operations: PutObject (with callback), GetObject, HeadObject, meta."""
+"""Object-level OSS operations: PutObject (with callback), GetObject, HeadObject, meta, ACL."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
-from server.emulator import crc64
+from server.emulator import crc64, oss_acl
+from server.emulator import oss_documents as docs
 from server.emulator.callback import (
     CallbackParams,
     ObjectFacts,
@@ -67,21 +68,18 @@ class ObjectOperations(OperationBase):
         kept = {h: request.headers[h] for h in _KEPT_HEADERS if h in request.headers}
         return {"content_type": content_type, "user_meta": user_meta, "headers": kept}
 
-    def _check_overwrite(self, request: Request, key: str) -> None:
-        forbid = request.headers.get("x-oss-forbid-overwrite", "").lower() == "true"
-        self._refuse_overwrite(forbid, key)
-
-    def _refuse_overwrite(self, forbid: bool, key: str) -> None:
-        """``x-oss-forbid-overwrite``: FileAlreadyExists when ``key`` is taken."""
-        if forbid and self.store.get(key) is not None:
-            raise OSSError("FileAlreadyExists", "The object you specified already exists.", 409)
+    def _check_overwrite(self, call: Call, key: str, *, rules: bool = True) -> None:
+        """``x-oss-forbid-overwrite`` and (with ``rules``) the bucket's overwrite rules."""
+        forbid = call.request.headers.get("x-oss-forbid-overwrite", "").lower() == "true"
+        self._refuse_overwrite(call.principal, key, forbid, rules=rules)
 
     def put_object(self, call: Call) -> Response:
         request = call.request
         key = call.target.key or ""
-        self.authorize(call, "oss:PutObject")
+        acl = oss_acl.requested_acl(request.headers.get(oss_acl.ACL_HEADER))
+        self.authorize(call, "oss:PutObject", oss_acl.acl_context(acl))
         callback = self._callback_params(request)
-        self._check_overwrite(request, key)
+        self._check_overwrite(call, key)
         length = self.content_length(request)
         if length is not None and length > MAX_PUT_SIZE:
             raise OSSError("EntityTooLarge", TOO_LARGE)
@@ -97,9 +95,25 @@ class ObjectOperations(OperationBase):
                 "InvalidDigest", "The Content-MD5 you specified did not match what we received."
             )
         obj, headers, image_info = self._commit_normal(
-            key, written, callback, **self._object_fields(request, key)
+            key, written, callback, acl=acl or oss_acl.DEFAULT, **self._object_fields(request, key)
         )
         return self._finish_write(call, obj, callback, headers, b"", "PutObject", image_info)
+
+    def put_object_acl(self, call: Call) -> Response:
+        """PutObjectAcl (``PUT /key?acl``): change the ACL of an existing object."""
+        key = call.target.key or ""
+        acl = oss_acl.required_acl(call.request.headers.get(oss_acl.ACL_HEADER))
+        self.authorize(call, "oss:PutObjectAcl", oss_acl.acl_context(acl))
+        if self.store.set_acl(key, acl) is None:
+            self.existing(key)  # raises NoSuchKey
+        return Response(b"", status=200)
+
+    def get_object_acl(self, call: Call) -> Response:
+        """GetObjectAcl (``GET /key?acl``): the object's own ACL, ``default`` included."""
+        self.authorize(call, "oss:GetObjectAcl")
+        obj = self.existing(call.target.key or "")
+        body = docs.acl_result(self.config.account_id, obj.acl)
+        return Response(body, content_type="application/xml")
 
     def _commit_normal(
         self,
@@ -110,6 +124,7 @@ class ObjectOperations(OperationBase):
         content_type: str,
         user_meta: dict[str, str],
         headers: dict[str, str],
+        acl: str,
     ) -> tuple[StoredObject, Headers, dict[str, str] | None]:
         """Commit received bytes as a ``Normal`` object (PutObject, PostObject).
 
@@ -128,6 +143,7 @@ class ObjectOperations(OperationBase):
             content_type=content_type,
             user_meta=user_meta,
             headers=headers,
+            acl=acl,
         )
         headers = Headers(
             {"ETag": f'"{obj.etag}"', "Content-MD5": md5_b64, crc64.HEADER: obj.crc64}
@@ -174,6 +190,7 @@ class ObjectOperations(OperationBase):
             self.public_key_url,
             timeout=self.callback_timeout,
             allow_remote=self.allow_remote_callbacks,
+            guard=self.callback_guard,
         )
         if outcome.ok:
             return Response(

@@ -30,7 +30,8 @@ and troubleshooting" (document_detail/42976) and the error pages 0002-000007xx, 
 - ``key`` may hold ``${filename}``, expanded (path removed) *after* the policy check. The
   object's type is ``x-oss-content-type`` if given, else the file part's ``Content-Type``,
   else the ``Content-Type`` field ("x-oss-content-type form field > Content-Type specified in
-  the file form field > …"). ``x-oss-meta-*`` become user metadata.
+  the file form field > …"). ``x-oss-meta-*`` become user metadata; ``x-oss-object-acl`` is the
+  object's ACL and the RAM condition key ``oss:x-oss-object-acl`` (``oss_acl``).
 - Success: ``success_action_redirect`` (303 to it, with bucket/key/etag), else
   ``success_action_status`` 200 or 204 (empty) or 201 (``PostResponse`` XML); anything else is
   204. A ``callback`` field (base64 JSON, as ``x-oss-callback``) with ``x:*`` fields as its
@@ -70,6 +71,7 @@ from werkzeug.sansio.multipart import (
 from werkzeug.sansio.multipart import File as FilePart
 from werkzeug.wrappers import Request, Response
 
+from server.emulator import oss_acl
 from server.emulator.callback import CallbackParams, parse_callback_params
 from server.emulator.oss_addressing import Target
 from server.emulator.oss_auth import (
@@ -570,9 +572,10 @@ class _Upload:
         key = self._key(form)
         target = Target(self.target.bucket, key, self.target.style)
         call = Call(self.request, target, signed.principal, self.request_id)
-        ops.authorize(call, "oss:PutObject")
+        acl = oss_acl.requested_acl(form.get(oss_acl.ACL_HEADER))
+        ops.authorize(call, "oss:PutObject", oss_acl.acl_context(acl))
         callback = self._callback(form)
-        ops._refuse_overwrite(form.get("x-oss-forbid-overwrite") == "true", key)
+        ops._refuse_overwrite(signed.principal, key, form.get("x-oss-forbid-overwrite") == "true")
 
         low, high = policy.length_range
         source = _CappedFile(self.reader.file_chunks(), high)
@@ -597,6 +600,7 @@ class _Upload:
                 if name.startswith("x-oss-meta-")
             },
             headers={h: form.fields[h.lower()] for h in KEPT_HEADERS if h.lower() in form.fields},
+            acl=acl or oss_acl.DEFAULT,
         )
         if callback is not None:
             return ops._finish_write(call, obj, callback, headers, b"", "PostObject", image_info)

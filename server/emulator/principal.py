@@ -1,4 +1,4 @@
-"""Who signed a request: the account's root key, or STS credentials with their policies."""
+"""Who signed a request: the account's root key, STS credentials with their policies, or nobody."""
 
 from __future__ import annotations
 
@@ -19,3 +19,9 @@ class Principal:
     is_root: bool
     policies: tuple[dict, ...] = ()
     role_session_name: str | None = None
+    #: An unsigned request: it may only read objects whose ACL makes them public (oss_acl).
+    is_anonymous: bool = False
+
+
+#: The caller of every unsigned request.
+ANONYMOUS = Principal(access_key_id="", access_key_secret="", is_root=False, is_anonymous=True)

@@ -21,6 +21,14 @@ session policies are really tested:
   operator, negated ones included. An Allow that depends on it therefore grants nothing and a
   Deny that depends on it denies nothing; documented here because AWS treats absent keys in
   negated operators differently.
+
+Condition keys the OSS side puts in the context: ``acs:SourceIp``, ``acs:SecureTransport``,
+``acs:CurrentTime`` on every request; ``oss:Prefix`` and ``oss:Delimiter`` on ListObjects; and
+``oss:x-oss-object-acl`` (the requested object ACL) on PutObject, PostObject,
+Initiate/CompleteMultipartUpload and PutObjectAcl, *only when the request asks for an ACL*. The
+OSS docs do not say what the key holds when the header is absent, so absent it is (see
+``oss_acl``): the documented ``Deny ... StringNotEquals oss:x-oss-object-acl [private, default]``
+then refuses ``public-read`` and lets a plain upload through.
 """
 
 from __future__ import annotations
@@ -132,6 +140,11 @@ def _glob(pattern: str, ignore_case: bool) -> Callable[[str], bool]:
 def match_action(pattern: str, action: str) -> bool:
     """Whether an Action pattern such as ``oss:Put*`` covers ``action`` (case-insensitive)."""
     return _glob(pattern, True)(action)
+
+
+def match_wildcard(pattern: str, value: str) -> bool:
+    """Whether a case-sensitive ``*``/``?`` pattern covers all of ``value`` (e.g. a Principal)."""
+    return _glob(pattern, False)(value)
 
 
 def match_resource(pattern: str, resource: str) -> bool:

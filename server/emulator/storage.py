@@ -2,17 +2,20 @@
 
 Layout under ``data_dir/buckets/<bucket>/``::
 
-    objects/<sha256(key)>.json        metadata; its ``blob`` field names the data file
+    objects/<sha256(key)>.json        metadata (ACL included); ``blob`` names the data file
     blobs/<random>.data               object bytes, never rewritten in place
     multipart/<upload id>/upload.json initiate-time metadata
     multipart/<upload id>/<n>.part    part bytes; <n>.json its ETag and size
     cors.xml                          the bucket's CORS configuration, as stored
+    overwrite.xml                     the bucket's overwrite protection rules, as stored
 
 Why this shape: a crash must never show half an object. Bytes are written to a new blob file
 and fsynced first; the metadata file is then replaced atomically (``os.replace``), and that
 replace is the commit point. A crash before it leaves an unreferenced blob that the next start
 removes; a crash after it leaves the complete new object. Readers open the blob named by the
-metadata they read, so a concurrent overwrite never mixes two versions.
+metadata they read, so a concurrent overwrite never mixes two versions. Changing an object's ACL
+rewrites only its metadata file, the same atomic way; bucket configuration documents are
+replaced atomically too.
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from server.emulator import crc64
 
 _CHUNK = 1024 * 1024
+#: File names of the bucket configuration documents under the bucket's directory.
+CORS_DOCUMENT = "cors.xml"
+OVERWRITE_DOCUMENT = "overwrite.xml"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class StoredObject:
     crc64: str = ""  # x-oss-hash-crc64ecma ("" for objects stored before it was kept)
     user_meta: dict[str, str] = field(default_factory=dict)  # x-oss-meta-* without the prefix
     headers: dict[str, str] = field(default_factory=dict)  # Cache-Control, Content-Disposition…
+    acl: str = "default"  # x-oss-object-acl (oss_acl); "default" inherits the bucket's
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class MultipartUpload:
     content_type: str
     user_meta: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    acl: str | None = None  # x-oss-object-acl sent on Initiate, applied by Complete
 
 
 def _fsync_dir(path: Path) -> None:
@@ -175,7 +183,7 @@ class BucketStore:
         for blob in self._blobs.iterdir():
             if blob.name not in referenced:
                 blob.unlink(missing_ok=True)
-        for tmp in self._objects.glob(".tmp-*"):
+        for tmp in (*self._objects.glob(".tmp-*"), *self.root.glob(".tmp-*")):
             tmp.unlink(missing_ok=True)
 
     # -- objects ----------------------------------------------------------------------------
@@ -239,6 +247,20 @@ class BucketStore:
             (self._blobs / old.blob).unlink(missing_ok=True)
         return obj
 
+    def set_acl(self, key: str, acl: str) -> StoredObject | None:
+        """Change the ACL of the current version of ``key`` (``None`` if there is none).
+
+        Only the metadata file is rewritten; the bytes and every other field stay as they are.
+        """
+        with self._lock:
+            old = self._index.get(key)
+            if old is None:
+                return None
+            updated = replace(old, acl=acl)
+            _write_json_atomically(self._meta_path(key), asdict(updated))
+            self._index[key] = updated
+        return updated
+
     def delete(self, key: str) -> bool:
         with self._lock:
             old = self._index.pop(key, None)
@@ -263,7 +285,12 @@ class BucketStore:
         return self._multipart / upload_id
 
     def initiate(
-        self, key: str, content_type: str, user_meta: dict[str, str], headers: dict[str, str]
+        self,
+        key: str,
+        content_type: str,
+        user_meta: dict[str, str],
+        headers: dict[str, str],
+        acl: str | None = None,
     ) -> MultipartUpload:
         upload = MultipartUpload(
             upload_id=secrets.token_hex(16).upper(),
@@ -272,6 +299,7 @@ class BucketStore:
             content_type=content_type,
             user_meta=user_meta,
             headers=headers,
+            acl=acl,
         )
         directory = self._upload_dir(upload.upload_id)
         directory.mkdir(parents=True)
@@ -357,23 +385,44 @@ class BucketStore:
         return True
 
     # -- bucket configuration ---------------------------------------------------------------
-    def read_cors(self) -> bytes | None:
+    def read_document(self, name: str) -> bytes | None:
+        """A bucket configuration document (``cors.xml``, ``overwrite.xml``), if stored."""
         try:
-            return (self.root / "cors.xml").read_bytes()
+            return (self.root / name).read_bytes()
         except FileNotFoundError:
             return None
 
-    def write_cors(self, document: bytes | None) -> None:
-        path = self.root / "cors.xml"
+    def write_document(self, name: str, document: bytes | None) -> None:
+        """Replace (or, with ``None``, remove) a configuration document atomically."""
+        path = self.root / name
         if document is None:
             path.unlink(missing_ok=True)
+            _fsync_dir(self.root)
             return
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".xml")
-        with os.fdopen(fd, "wb") as f:
-            f.write(document)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(document)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(self.root)
+
+    def read_cors(self) -> bytes | None:
+        return self.read_document(CORS_DOCUMENT)
+
+    def write_cors(self, document: bytes | None) -> None:
+        self.write_document(CORS_DOCUMENT, document)
+
+    def read_overwrite_config(self) -> bytes | None:
+        return self.read_document(OVERWRITE_DOCUMENT)
+
+    def write_overwrite_config(self, document: bytes | None) -> None:
+        self.write_document(OVERWRITE_DOCUMENT, document)
 
 
 def iter_file(f: BinaryIO, start: int = 0, length: int | None = None) -> Iterator[bytes]:

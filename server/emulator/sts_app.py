@@ -9,7 +9,10 @@ messages and status codes are the ones published for STS and for the RPC gateway
 
 Besides the API, ``/_emulator/faults`` reads and changes the fault knobs (latency, throttling,
 errors, a dead endpoint). It needs no signature: it is local test tooling, on a path no real
-STS API uses.
+STS API uses. Because it is unsigned it takes changes only as ``POST`` with ``Content-Type:
+application/json`` and a JSON object body (anything else is 415 or 400 and changes nothing): a
+web page cannot send that cross-origin without a CORS preflight, which this app never grants.
+The OSS side, for its part, never sends a callback to these ports or paths (callback.py).
 """
 
 from __future__ import annotations
@@ -37,7 +40,11 @@ from server.emulator.tokens import TokenAuthority
 
 API_VERSION = "2015-04-01"
 HOST_ID = "sts.aliyuncs.com"
-FAULTS_PATH = "/_emulator/faults"
+#: Every emulator-only endpoint lives under this prefix, which no real STS API uses.
+CONTROL_PREFIX = "/_emulator/"
+FAULTS_PATH = CONTROL_PREFIX + "faults"
+#: The only body type the control endpoints accept (see the module docstring).
+CONTROL_MEDIA_TYPE = "application/json"
 #: Only HMAC-SHA1 with SignatureVersion 1.0 is what aliyunsdkcore's RPC signer sends.
 SIGNATURE_METHOD = "HMAC-SHA1"
 SIGNATURE_VERSION = "1.0"
@@ -170,6 +177,9 @@ class StsApp:
         request = Request(environ)
         if request.path == FAULTS_PATH:
             response = self._faults_endpoint(request)
+        elif request.path.startswith(CONTROL_PREFIX):
+            message = f"No emulator control endpoint at {request.path}; see {FAULTS_PATH}."
+            response = self._json({"Code": "NotFound", "Message": message}, 404)
         else:
             try:
                 response = self._api(request)
@@ -186,7 +196,10 @@ class StsApp:
             response = self._json({"Code": "MethodNotAllowed", "Message": "Use GET or POST."}, 405)
             response.headers["Allow"] = "GET, POST"
             return response
-        changes = request.get_json(force=True, silent=True)
+        if request.mimetype != CONTROL_MEDIA_TYPE:
+            message = f"Send the knobs as a JSON object with Content-Type: {CONTROL_MEDIA_TYPE}."
+            return self._json({"Code": "UnsupportedMediaType", "Message": message}, 415)
+        changes = request.get_json(silent=True)
         if not isinstance(changes, dict):
             message = "The body must be a JSON object."
             return self._json({"Code": "InvalidParameter", "Message": message}, 400)

@@ -489,7 +489,12 @@ def test_fault_knobs_endpoint(sts):
         refused = set_faults(sts, **bad)
         assert refused.status_code == 400
         assert refused.json()["Code"] == "InvalidParameter"
-    not_object = requests.post(f"{sts.url}_emulator/faults", data="[1]", timeout=10)
+    not_object = requests.post(
+        f"{sts.url}_emulator/faults",
+        data="[1]",
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     assert not_object.status_code == 400
     assert sts.faults.snapshot()["sts_mode"] == "throttle"
 
