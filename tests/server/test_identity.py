@@ -72,11 +72,11 @@ def test_no_subject_yields_a_resource_outside_its_own_prefix(subject: str) -> No
     assert SAFE_KEY.fullmatch(user.key)
     assert user.key not in (".", "..")
     policy = json.loads(upload_policy(DEST.bucket, prefix))
-    (statement,) = policy["Statement"]
-    assert statement["Resource"] == [f"acs:oss:*:*:examplebucket/uploads/{user.key}/*"]
-    # Only the final '*' is a wildcard: nothing from the subject can add another.
-    assert statement["Resource"][0].count("*") == 3
-    assert "?" not in statement["Resource"][0]
+    for statement in policy["Statement"]:
+        assert statement["Resource"] == [f"acs:oss:*:*:examplebucket/uploads/{user.key}/*"]
+        # Only the final '*' is a wildcard: nothing from the subject can add another.
+        assert statement["Resource"][0].count("*") == 3
+        assert "?" not in statement["Resource"][0]
     name = user.role_session_name
     assert 2 <= len(name) <= 32 and re.fullmatch(r"[A-Za-z0-9.@_-]+", name)
 
@@ -89,11 +89,19 @@ def test_policy_builder_refuses_unsafe_prefixes() -> None:
 
 def test_policy_is_least_privilege() -> None:
     policy = json.loads(upload_policy("examplebucket", "uploads/alice/"))
-    (statement,) = policy["Statement"]
-    assert statement["Effect"] == "Allow"
-    assert sorted(statement["Action"]) == [
+    allow, deny = policy["Statement"]
+    assert allow["Effect"] == "Allow"
+    assert sorted(allow["Action"]) == [
         "oss:AbortMultipartUpload",
         "oss:ListParts",
         "oss:PutObject",
     ]
+    assert "Condition" not in allow
+    # Every ACL but the bucket's default is refused (no public-read uploads).
+    assert deny == {
+        "Effect": "Deny",
+        "Action": ["oss:PutObject"],
+        "Resource": allow["Resource"],
+        "Condition": {"StringNotEquals": {"oss:x-oss-object-acl": ["default"]}},
+    }
     assert len(upload_policy("examplebucket", "uploads/" + "x" * 64 + "/")) <= 2048

@@ -110,6 +110,27 @@ def test_credentials_write_only_under_the_users_prefix(
         bucket.delete_object("uploads/alice/photo.jpg")
 
 
+def test_credentials_cannot_make_an_upload_public(client: FlaskClient, emulator: Emulator) -> None:
+    """``x-oss-object-acl: public-read`` would make an upload readable by anyone: refused on
+    every way of writing; the bucket's default ACL (no header, or ``default``) is fine."""
+    bucket = sts_bucket(emulator, _credentials(_token(client, "alice")))
+    anonymous = oss2.Bucket(oss2.AnonymousAuth(), emulator.oss_endpoint, emulator.config.bucket)
+    for acl in ("public-read", "public-read-write", "private"):
+        key = f"uploads/alice/{acl}.txt"
+        with pytest.raises(oss2.exceptions.AccessDenied):
+            bucket.put_object(key, b"x", headers={"x-oss-object-acl": acl})
+        with pytest.raises(oss2.exceptions.AccessDenied):
+            bucket.init_multipart_upload(key, headers={"x-oss-object-acl": acl})
+        assert not root_bucket(emulator).object_exists(key)
+    assert bucket.put_object("uploads/alice/plain.txt", b"x").status == 200
+    headers = {"x-oss-object-acl": "default"}
+    assert bucket.put_object("uploads/alice/default.txt", b"x", headers=headers).status == 200
+    with pytest.raises(oss2.exceptions.AccessDenied):
+        bucket.put_object_acl("uploads/alice/plain.txt", oss2.OBJECT_ACL_PUBLIC_READ)
+    with pytest.raises(oss2.exceptions.AccessDenied):
+        anonymous.get_object("uploads/alice/plain.txt")
+
+
 @pytest.mark.parametrize(
     "subject", ["*", "bob/*", "alice/../bob", "..", "uploads/bob", "b?b", "bob\n", "${x}"]
 )
