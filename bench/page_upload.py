@@ -81,7 +81,7 @@ def _root_bucket(emu: RunningEmulator) -> oss2.Bucket:
 def _serve_app(emu: RunningEmulator, workdir: Path, jwt_secret: str) -> Iterator[str]:
     """The app on a free loopback port, its callback pointing at itself; yields its URL."""
     from server import create_app
-    from server.bucket.cors_admin import admin_bucket, apply_needed_rule, load_admin_settings
+    from server.bucket import admin_bucket, apply_needed_rule, load_admin_settings
 
     holder: dict = {}
     server = make_server(
