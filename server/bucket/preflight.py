@@ -42,7 +42,7 @@ SDK_UPLOAD_HEADERS = tuple(
     sorted((*SDK_COMMON_HEADERS, "content-md5", "x-oss-callback", "x-oss-callback-var"))
 )
 #: Each method ali-oss uses and the Access-Control-Request-Headers its preflight carries.
-SDK_PREFLIGHTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+_SDK_PREFLIGHTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("PUT", SDK_UPLOAD_HEADERS),
     ("POST", SDK_UPLOAD_HEADERS),
     ("GET", SDK_COMMON_HEADERS),
@@ -206,7 +206,7 @@ def check_preflights(
     url = preflight_url(endpoint, bucket_name, key)
     http = session or requests.Session()
     results: list[PreflightResult] = []
-    for method, headers in SDK_PREFLIGHTS:
+    for method, headers in _SDK_PREFLIGHTS:
         try:
             response = http.options(
                 url,
