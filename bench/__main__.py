@@ -14,7 +14,7 @@ import time
 import traceback
 
 from bench import callback_endpoint, page_upload, token_endpoint
-from bench.harness import Benchmark, Options, Row, format_table
+from bench.harness import Benchmark, Options, Row, format_table, quiet_third_party_logs
 from bench.processes import GUNICORN_SETTINGS
 from bench.wrk import WrkMissing, wrk_binary
 
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    quiet_third_party_logs()
     try:
         wrk_binary()
     except WrkMissing as exc:

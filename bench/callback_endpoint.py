@@ -41,7 +41,6 @@ import os
 import secrets
 import sqlite3
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,7 +55,7 @@ from bench.callback_capture import Captured, capture_server, upload_with_callbac
 from bench.callback_floor import FLOOR_SETTINGS_ENV
 from bench.callback_profile import profile_notes
 from bench.emulator import RunningEmulator, emulator
-from bench.harness import Options, Row
+from bench.harness import Options, Row, work_directory
 from bench.processes import Server, ServerFailed, clean_environment, gunicorn, request
 from bench.token_endpoint import RATE_LIMIT, TOKEN_PATH, _jwt, _write_tokens
 
@@ -349,8 +348,7 @@ def run(options: Options) -> list[Row]:
     count = CALLBACKS_QUICK if options.quick else CALLBACKS
     secret = secrets.token_urlsafe(48)
     token = _jwt(USER, secret)
-    with tempfile.TemporaryDirectory(prefix="ossgate-bench-callback-") as tmp:
-        work = Path(tmp)
+    with work_directory("callback") as work:
         records = _Records(work / "records.db")
         floor_records = _Records(work / "floor.db")
         with emulator(work, sts_latency_ms=0) as emu, capture_server() as capture:

@@ -1,9 +1,30 @@
-"""What every benchmark shares: its options, its result rows and the table they make."""
+"""What every benchmark shares: its options, its result rows and the table they make, its
+working folder, and a quiet bench process (``make bench`` prints only its own lines)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Loggers of libraries the bench process uses itself: werkzeug serves the page benchmark's
+#: app (a line per request), oss2 says "Start to delete object" at INFO, and the in-process
+#: app's root handler would print them all between the bench's own lines.
+_THIRD_PARTY_LOGGERS = (
+    "werkzeug",
+    "oss2",
+    "aliyunsdkcore",
+    "alibabacloud_oss_v2",
+    "urllib3",
+    "requests",
+    "sqlalchemy",
+    "playwright",
+)
 
 
 @dataclass(frozen=True)
@@ -84,3 +105,32 @@ def format_table(rows: Sequence[Row]) -> str:
     if notes:
         lines += ["", "notes:", *notes]
     return "\n".join(lines)
+
+
+def quiet_third_party_logs() -> None:
+    """Only warnings and errors from the libraries the bench process runs in-process.
+
+    A level on each logger rather than on the root: the page benchmark's app installs its own
+    root handler, and werkzeug sets its logger to INFO on first use unless it has a level.
+    """
+    for name in _THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def work_directory(name: str) -> Iterator[Path]:
+    """A temporary folder for one benchmark: its servers' logs, the emulator's data, files.
+
+    Removed when the benchmark ends, unless it fails: then it is kept and its path printed,
+    so the servers' logs (``*.log``, ``emulator.err``) can be read.
+    """
+    path = Path(tempfile.mkdtemp(prefix=f"ossgate-bench-{name}-"))
+    try:
+        yield path
+    except Exception:
+        print(f"[{name}] failed; its servers' logs are in {path}", file=sys.stderr, flush=True)
+        raise
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)

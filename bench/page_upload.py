@@ -31,7 +31,6 @@ import os
 import secrets
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -45,7 +44,7 @@ import requests
 from werkzeug.serving import make_server
 
 from bench.emulator import RunningEmulator, emulator
-from bench.harness import Options, Row
+from bench.harness import Options, Row, work_directory
 
 MiB = 1024 * 1024
 SIZE = 64 * MiB
@@ -81,7 +80,7 @@ def _root_bucket(emu: RunningEmulator) -> oss2.Bucket:
 def _serve_app(emu: RunningEmulator, workdir: Path, jwt_secret: str) -> Iterator[str]:
     """The app on a free loopback port, its callback pointing at itself; yields its URL."""
     from server import create_app
-    from server.bucket.cors_admin import admin_bucket, apply_needed_rule, load_admin_settings
+    from server.bucket import admin_bucket, apply_needed_rule, load_admin_settings
 
     holder: dict = {}
     server = make_server(
@@ -96,6 +95,8 @@ def _serve_app(emu: RunningEmulator, workdir: Path, jwt_secret: str) -> Iterator
             "OSSGATE_CALLBACK_URL": f"{url}/oss/callback",
             "OSSGATE_DATABASE_URL": f"sqlite:///{workdir / 'records.db'}",
             "OSSGATE_MAX_UPLOAD_BYTES": str(SIZE),
+            # The app logs through this process's stderr: only what would signal a problem.
+            "OSSGATE_LOG_LEVEL": "WARNING",
         }
     )
     apply_needed_rule(admin_bucket(load_admin_settings(emu.settings)), [url], backup_dir=None)
@@ -241,8 +242,7 @@ def run(options: Options) -> list[Row]:
     token = jwt.encode({"sub": USER, "iat": now, "exp": now + 3600}, secret, algorithm="HS256")
     times: dict[str, list[float]] = {"put": [], "sdk": [], "page": [], "page_put": []}
     checks: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="ossgate-bench-page-") as tmp:
-        work = Path(tmp)
+    with work_directory("page_upload") as work:
         data = os.urandom(size)
         path = work / f"bench-{size // MiB}MiB.bin"
         path.write_bytes(data)

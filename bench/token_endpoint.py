@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import jwt
 from bench import wrk
 from bench.apps import TOKEN_BODY_ENV
 from bench.emulator import RunningEmulator, emulator
-from bench.harness import Options, Row
+from bench.harness import Options, Row, work_directory
 from bench.processes import Server, ServerFailed, clean_environment, gunicorn, request
 
 TOKEN_PATH = "/api/sts-token"  # noqa: S105 (a URL path)
@@ -90,58 +89,56 @@ def run(options: Options) -> list[Row]:
     secret = secrets.token_urlsafe(48)
     warm_token = _jwt(WARM_USER, secret)
     auth = {"Authorization": f"Bearer {warm_token}"}
-    with tempfile.TemporaryDirectory(prefix="ossgate-bench-token-") as tmp:
-        work = Path(tmp)
-        with emulator(work, sts_latency_ms=STS_LATENCY_MS) as emu:
-            env = _app_environment(emu, secret)
-            with gunicorn("server:create_app()", name="token-app", workdir=work, env=env) as app:
-                body_file = work / "token-answer.json"
-                body_file.write_bytes(_answer(app, warm_token))  # also warms one worker's cache
-                bare_env = clean_environment({TOKEN_BODY_ENV: str(body_file)})
-                with gunicorn(
-                    "bench.apps:create_bare_app()", name="token-bare", workdir=work, env=bare_env
-                ) as bare:
-                    real_size = len(_answer(app, warm_token))
-                    bare_size = len(_answer(bare, warm_token))
-                    _progress(f"answer sizes: real {real_size} B, bare {bare_size} B")
-                    for target in (
-                        bare,
-                        app,
-                    ):  # loads lazy imports, fills pools and both workers' caches
-                        wrk.run(
-                            target.url(TOKEN_PATH),
-                            options,
-                            script="post.lua",
-                            headers=auth,
-                            seconds=options.warmup_seconds,
-                        )
-                    baseline, warm, warm_calls = [], [], 0
-                    for number in range(1, options.rounds + 1):
-                        baseline.append(
-                            wrk.run(bare.url(TOKEN_PATH), options, script="post.lua", headers=auth)
-                        )
-                        before = emu.assume_role_calls()
-                        warm.append(
-                            wrk.run(app.url(TOKEN_PATH), options, script="post.lua", headers=auth)
-                        )
-                        warm_calls += emu.assume_role_calls() - before
-                        _progress(
-                            f"round {number}: baseline {baseline[-1].rps:,.0f} rps, "
-                            f"warm {warm[-1].rps:,.0f} rps"
-                        )
+    with work_directory("token") as work, emulator(work, sts_latency_ms=STS_LATENCY_MS) as emu:
+        env = _app_environment(emu, secret)
+        with gunicorn("server:create_app()", name="token-app", workdir=work, env=env) as app:
+            body_file = work / "token-answer.json"
+            body_file.write_bytes(_answer(app, warm_token))  # also warms one worker's cache
+            bare_env = clean_environment({TOKEN_BODY_ENV: str(body_file)})
+            with gunicorn(
+                "bench.apps:create_bare_app()", name="token-bare", workdir=work, env=bare_env
+            ) as bare:
+                real_size = len(_answer(app, warm_token))
+                bare_size = len(_answer(bare, warm_token))
+                _progress(f"answer sizes: real {real_size} B, bare {bare_size} B")
+                for target in (
+                    bare,
+                    app,
+                ):  # loads lazy imports, fills pools and both workers' caches
+                    wrk.run(
+                        target.url(TOKEN_PATH),
+                        options,
+                        script="post.lua",
+                        headers=auth,
+                        seconds=options.warmup_seconds,
+                    )
+                baseline, warm, warm_calls = [], [], 0
+                for number in range(1, options.rounds + 1):
+                    baseline.append(
+                        wrk.run(bare.url(TOKEN_PATH), options, script="post.lua", headers=auth)
+                    )
+                    before = emu.assume_role_calls()
+                    warm.append(
+                        wrk.run(app.url(TOKEN_PATH), options, script="post.lua", headers=auth)
+                    )
+                    warm_calls += emu.assume_role_calls() - before
+                    _progress(
+                        f"round {number}: baseline {baseline[-1].rps:,.0f} rps, "
+                        f"warm {warm[-1].rps:,.0f} rps"
+                    )
 
-                users = UNCACHED_USERS_QUICK if options.quick else UNCACHED_USERS
-                tokens_file = work / "tokens.txt"
-                _write_tokens(tokens_file, users, secret)
-                before = emu.assume_role_calls()
-                uncached = wrk.run(
-                    app.url(TOKEN_PATH),
-                    options,
-                    script="post_each_token.lua",
-                    script_args=(str(tokens_file), str(options.threads)),
-                )
-                uncached_calls = emu.assume_role_calls() - before
-                _progress(f"uncached: {uncached.rps:,.0f} rps")
+            users = UNCACHED_USERS_QUICK if options.quick else UNCACHED_USERS
+            tokens_file = work / "tokens.txt"
+            _write_tokens(tokens_file, users, secret)
+            before = emu.assume_role_calls()
+            uncached = wrk.run(
+                app.url(TOKEN_PATH),
+                options,
+                script="post_each_token.lua",
+                script_args=(str(tokens_file), str(options.threads)),
+            )
+            uncached_calls = emu.assume_role_calls() - before
+            _progress(f"uncached: {uncached.rps:,.0f} rps")
 
     best_baseline, best_warm = _best(baseline), _best(warm)
     warm_requests = sum(r.requests for r in warm)

@@ -22,7 +22,7 @@ _STAR_PLACEHOLDER = "ossgate-wildcard"
 class InvalidOrigin(ValueError):
     """An origin is not ``scheme://host[:port]``, or is a wildcard nobody asked for.
 
-    Callers say whose setting it was: ``ConfigError`` at start, ``cors_admin.OriginError``
+    Callers say whose setting it was: ``ConfigError`` at start, ``server.bucket.OriginError``
     in the cors commands.
     """
 

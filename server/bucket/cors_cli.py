@@ -1,7 +1,7 @@
 """``ossgate cors``: show, plan, apply, restore and check a bucket's CORS rules.
 
-A thin click layer over ``server.bucket.cors_admin``: it reads the options, prints, prompts
-and picks exit codes. Every ``CorsAdminError`` becomes one ``Error: …`` line and exit code 1,
+A thin click layer over the ``server.bucket`` package: it reads the options, prints, prompts
+and picks exit codes. Every ``BucketAdminError`` becomes one ``Error: …`` line and exit code 1,
 with the bucket unchanged. ``plan --exit-code`` exits 2 when ``apply`` would change something,
 so CI can gate on it; without the flag a successful ``plan`` exits 0 either way.
 """
@@ -19,12 +19,12 @@ from typing import Any
 import click
 from oss2.models import BucketCors
 
-from server.bucket.cors_admin import (
+from server.bucket import (
     DEFAULT_MAX_AGE,
     DEFAULT_PROBE_KEY,
     AdminSettings,
+    BucketAdminError,
     CheckReport,
-    CorsAdminError,
     KnownRules,
     OssUnreachableError,
     Plan,
@@ -156,13 +156,13 @@ def _change_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ``CorsAdminError`` into click's one-line ``Error: …`` and exit code 1."""
+    """Turn ``BucketAdminError`` into click's one-line ``Error: …`` and exit code 1."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except CorsAdminError as exc:
+        except BucketAdminError as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
@@ -457,7 +457,7 @@ def check_command(
             known = KnownRules(read_cors(admin_bucket(settings)))
         except OssUnreachableError:
             raise
-        except CorsAdminError as exc:
+        except BucketAdminError as exc:
             click.echo(f"note: cannot read the rules to explain failures: {exc}", err=True)
     report = check_preflights(
         settings.endpoint, settings.bucket, origin, known=known, key=key, timeout=timeout

@@ -15,12 +15,7 @@ import click
 from werkzeug.serving import run_simple
 
 from server.app import create_app
-from server.bucket.cors_admin import (
-    CorsAdminError,
-    admin_bucket,
-    apply_needed_rule,
-    load_admin_settings,
-)
+from server.bucket import BucketAdminError, admin_bucket, apply_needed_rule, load_admin_settings
 from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
 
@@ -57,7 +52,7 @@ def demo_command(host: str, port: int, oss_port: int, sts_port: int, data_dir: P
         applied = apply_needed_rule(
             admin_bucket(load_admin_settings(settings)), [app_url], backup_dir=None
         )
-    except CorsAdminError as exc:
+    except BucketAdminError as exc:
         emulator.stop()
         raise click.ClickException(
             f"setting the emulator bucket's CORS rules failed: {exc}"

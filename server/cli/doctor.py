@@ -21,8 +21,8 @@ import oss2
 from flask.cli import with_appcontext
 
 from server.auth.identity import user_key
+from server.bucket import BucketAdminError, check_preflights
 from server.bucket.access import oss_endpoint
-from server.bucket.cors_admin import CorsAdminError, check_preflights
 from server.config import MIN_JWT_SECRET_BYTES
 from server.credentials.grants import grant_upload
 from server.credentials.sts_client import StsError
@@ -100,7 +100,7 @@ def _cors(app: Services) -> list[Finding]:
             report = check_preflights(
                 oss_endpoint(app.settings), app.destination.bucket, origin, timeout=5.0
             )
-        except CorsAdminError as exc:
+        except BucketAdminError as exc:
             findings.append(Finding("cors", "fail", f"{origin}: {exc}"))
             continue
         if report.passed:

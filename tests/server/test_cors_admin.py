@@ -1,4 +1,4 @@
-"""CORS administration (server/cors_admin.py): merge without losing rules, limits, backups,
+"""CORS administration (server/bucket/): merge without losing rules, limits, backups,
 and real preflight checks, against the emulator's bucket.
 
 "Byte for byte" is checked on the raw GetBucketCors document the bucket returns: each
@@ -19,12 +19,7 @@ import oss2
 import pytest
 from oss2.models import BucketCors, CorsRule
 
-from server.bucket import cors_admin
-from server.bucket.cors_admin import (
-    DEFAULT_MAX_AGE,
-    MAX_RULES,
-    SDK_COMMON_HEADERS,
-    SDK_UPLOAD_HEADERS,
+from server.bucket import (
     AmbiguousRuleError,
     BackupError,
     ConcurrentChangeError,
@@ -36,20 +31,18 @@ from server.bucket.cors_admin import (
     SettingsError,
     admin_bucket,
     apply_needed_rule,
-    backup_document,
     check_preflights,
     is_ossgate_rule,
     load_admin_settings,
-    load_backup,
-    needed_rule,
     parse_origins,
     plan_change,
-    preflight_url,
     read_cors,
     read_environment,
     restore_backup,
-    write_backup,
 )
+from server.bucket.cors_config import backup_document, load_backup, write_backup
+from server.bucket.cors_rules import DEFAULT_MAX_AGE, MAX_RULES, needed_rule, same_configuration
+from server.bucket.preflight import SDK_COMMON_HEADERS, SDK_UPLOAD_HEADERS, preflight_url
 from server.emulator.runner import Emulator
 from server.origins import InvalidOrigin, normalize_origin
 from tests.support import closed_port_url, root_bucket
@@ -497,7 +490,7 @@ def test_backup_round_trips_every_field(tmp_path: Path) -> None:
     path = write_backup(cors, "examplebucket", tmp_path)
     loaded = load_backup(path)
     assert loaded is not None
-    assert cors_admin.same_configuration(loaded, cors)
+    assert same_configuration(loaded, cors)
     assert loaded.response_vary is False
 
 

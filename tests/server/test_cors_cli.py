@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from server.bucket import cors_cli
-from server.bucket.cors_admin import MAX_RULES, needed_rule, read_cors
+from server.bucket import cors_cli, read_cors
 from server.bucket.cors_cli import cors_group
+from server.bucket.cors_rules import MAX_RULES, needed_rule
 from server.emulator.runner import Emulator
 from tests.server.test_cors_admin import (
     OTHER_PAGE,
