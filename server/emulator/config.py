@@ -6,7 +6,6 @@ test can build an emulator with a different key, bucket or role without touching
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +81,3 @@ class EmulatorConfig:
 
     def sts_endpoint(self, port: int | None = None) -> str:
         return f"http://{self.host}:{port or self.sts_port}"
-
-    def role_policy_json(self) -> str:
-        return json.dumps(self.effective_role_policy)

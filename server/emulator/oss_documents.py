@@ -17,8 +17,6 @@ from urllib.parse import quote
 from server.emulator.oss_errors import OSSError
 from server.emulator.storage import MultipartUpload, StoredObject, StoredPart
 
-OWNER_DISPLAY_NAME = "ossgate-emulator"
-
 
 def iso8601(epoch: float) -> str:
     """OSS's listing timestamp format: ``2012-02-24T08:42:32.000Z``."""

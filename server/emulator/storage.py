@@ -194,9 +194,6 @@ class BucketStore:
         with self._lock:
             return self._index.get(key)
 
-    def blob_path(self, obj: StoredObject) -> Path:
-        return self._blobs / obj.blob
-
     def open_blob(self, obj: StoredObject) -> BinaryIO:
         return open(self._blobs / obj.blob, "rb")  # noqa: SIM115 - caller closes (streamed)
 
