@@ -13,6 +13,7 @@ from server.post_policy.request import (
     MAX_CONTENT_TYPE_CHARS,
     MAX_FILENAME_CHARS,
 )
+from server.uploads.verdicts import REASONS
 
 bp = Blueprint("openapi", __name__)
 
@@ -129,6 +130,8 @@ _SCHEMAS: dict = {
             "etag",
             "size",
             "contentType",
+            "destination",
+            "status",
             "source",
             "custom",
             "createdAt",
@@ -141,24 +144,51 @@ _SCHEMAS: dict = {
             "etag": {"type": "string"},
             "size": {"type": "integer"},
             "contentType": {"type": "string"},
-            "source": {"type": "string", "enum": ["callback", "reconcile"]},
+            "destination": {"type": "string"},
+            "status": {"type": "string", "enum": ["accepted", "rejected"]},
+            "reason": {"type": "string", "enum": list(REASONS)},
+            "message": {"type": "string"},
+            "source": {"type": "string", "enum": ["callback", "confirm", "sweep", "reconcile"]},
             "custom": {"type": "object", "additionalProperties": {"type": "string"}},
             "createdAt": {"type": "string", "format": "date-time"},
             "updatedAt": {"type": "string", "format": "date-time"},
         },
     },  # fmt: skip
     "CallbackAnswer": {
-        "type": "object",
-        "required": ["status", "recordId", "key", "size", "etag", "contentType"],
-        "properties": {
-            "status": {"type": "string", "enum": ["recorded"]},
-            "recordId": {"type": "integer"},
-            "key": {"type": "string"},
-            "size": {"type": "integer"},
-            "etag": {"type": "string"},
-            "contentType": {"type": "string"},
-        },
-    },
+        "description": "The verdict on an upload: recorded, or rejected (its object removed)",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": [
+                    "status",
+                    "recordId",
+                    "key",
+                    "size",
+                    "etag",
+                    "contentType",
+                    "destination",
+                ],
+                "properties": {
+                    "status": {"type": "string", "enum": ["recorded"]},
+                    "recordId": {"type": "integer"},
+                    "key": {"type": "string"},
+                    "size": {"type": "integer"},
+                    "etag": {"type": "string"},
+                    "contentType": {"type": "string"},
+                    "destination": {"type": "string"},
+                },
+            },
+            {
+                "type": "object",
+                "required": ["status", "reason", "message"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["rejected"]},
+                    "reason": {"type": "string", "enum": list(REASONS)},
+                    "message": {"type": "string"},
+                },
+            },
+        ],
+    },  # fmt: skip
     "PostPolicy": {
         "type": "object",
         "description": "Post every field, then the file as the last part, to url (form-data)",
@@ -224,6 +254,22 @@ _PATHS: dict = {
                     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
                 },
                 {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+                {
+                    "name": "status",
+                    "in": "query",
+                    "required": False,
+                    "schema": {
+                        "type": "string",
+                        "enum": ["accepted", "rejected", "all"],
+                        "default": "accepted",
+                    },
+                },
+                {
+                    "name": "destination",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                },
             ],
             "responses": {
                 "200": {
@@ -244,14 +290,48 @@ _PATHS: dict = {
                         }
                     },
                 },
-                "400": _error_response("Bad limit or cursor."),
+                "400": _error_response("Bad limit, cursor or status."),
                 "401": _UNAUTHORIZED,
+            },
+        }
+    },
+    "/api/uploads/confirm": {
+        "post": {
+            "summary": "The verdict on one of the caller's uploads, now (after a 203)",
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["key"],
+                            "properties": {"key": {"type": "string", "minLength": 1}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "The same answer as the upload's callback",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/CallbackAnswer"}
+                        }
+                    },
+                },
+                "400": _error_response("No key, or not a string."),
+                "401": _UNAUTHORIZED,
+                "403": _error_response("The key is not under the caller's prefix."),
+                "404": _error_response("No such object."),
+                "429": _error_response("Too many requests.", retry_after=True),
+                "503": _error_response("The bucket or the records are unavailable."),
             },
         }
     },
     "/oss/callback": {
         "post": {
-            "summary": "OSS upload callback (RSA-signed by OSS; records the upload)",
+            "summary": "OSS upload callback (RSA-signed by OSS, grant-bound; judges the upload)",
             "parameters": [
                 {
                     "name": "authorization",
@@ -285,7 +365,10 @@ _PATHS: dict = {
                     },
                 },
                 "400": _error_response("Malformed headers or body."),
-                "403": _error_response("Bad signature, untrusted key, or not our upload."),
+                "403": _error_response(
+                    "Bad signature, untrusted key, no valid grant binding, or not the bound "
+                    "user's upload."
+                ),
                 "404": _error_response("The named object is not in the bucket."),
                 "413": _error_response("Body too large."),
                 "415": _error_response("Unsupported body type."),

@@ -42,9 +42,12 @@ class Served:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def uploads(self, subject: str) -> list[dict]:
+    def uploads(self, subject: str, **query: str) -> list[dict]:
         response = requests.get(
-            f"{self.url}/api/uploads", headers=bearer(jwt_for(subject)), timeout=10
+            f"{self.url}/api/uploads",
+            params=query,
+            headers=bearer(jwt_for(subject)),
+            timeout=10,
         )
         assert response.status_code == 200, response.text
         return response.json()["uploads"]

@@ -209,3 +209,49 @@ def test_the_rules_one_by_one() -> None:
 )
 def test_sizes_read_as_people_write_them(size: int, text: str) -> None:
     assert human_size(size) == text
+
+
+def _confirm(served: Served, user: str, key: object):
+    import requests
+
+    from tests.server.tokens import bearer, jwt_for
+
+    return requests.post(
+        f"{served.url}/api/uploads/confirm", json={"key": key}, headers=bearer(jwt_for(user)),
+        timeout=10,
+    )  # fmt: skip
+
+
+def test_confirm_gives_the_callbacks_answer_after_a_203(strict: Served, emulator: Emulator):
+    """No callback reached ossgate (here: none was sent); the browser confirms instead."""
+    grant = strict.token("hal")
+    bucket = as_user(emulator, grant)
+    good, bad = grant["prefix"] + "a.png", grant["prefix"] + "b.png"
+    bucket.put_object(good, PNG, headers={"Content-Type": "image/png"})
+    bucket.put_object(bad, PNG * 200, headers={"Content-Type": "image/png"})
+    accepted = _confirm(strict, "hal", good)
+    assert accepted.status_code == 200 and accepted.headers["Cache-Control"] == "no-store"
+    assert accepted.json()["status"] == "recorded" and accepted.json()["key"] == good
+    rejected = _confirm(strict, "hal", bad).json()
+    assert (rejected["status"], rejected["reason"]) == ("rejected", "too_large")
+    assert not root_bucket(emulator).object_exists(bad)
+    # Idempotent: the same answers again, nothing new recorded.
+    assert _confirm(strict, "hal", good).json() == accepted.json()
+    assert _confirm(strict, "hal", bad).json() == rejected
+    assert _record(strict, emulator, good).source == "confirm"
+    listed = {u["key"]: u for u in strict.uploads("hal", status="all")}
+    assert listed[bad]["reason"] == "too_large" and listed[good]["status"] == "accepted"
+    assert [u["key"] for u in strict.uploads("hal", status="rejected")] == [bad]
+
+
+def test_confirm_only_reaches_the_callers_own_prefix(strict: Served, emulator: Emulator):
+    grant = strict.token("ida")
+    as_user(emulator, grant).put_object(grant["prefix"] + "x.png", PNG)
+    for key in (grant["prefix"] + "x.png", grant["prefix"] + "missing.png", "elsewhere/x"):
+        refused = _confirm(strict, "jon", key)
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "outside_prefix"
+    assert _record(strict, emulator, grant["prefix"] + "x.png") is None
+    assert _confirm(strict, "ida", grant["prefix"] + "missing.png").status_code == 404
+    for bad in (None, "", 5, ["k"], "k" * 2000):
+        assert _confirm(strict, "ida", bad).status_code == 400
