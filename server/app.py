@@ -32,7 +32,7 @@ from server.credentials import api as token_api
 from server.credentials.cache import CredentialCache
 from server.credentials.sts_client import AliyunStsClient, StsClient
 from server.destinations.destination import default_destination
-from server.errors import refuse_oversize_requests, register_error_handlers
+from server.errors import bound_json_depth, refuse_oversize_requests, register_error_handlers
 from server.origins import flask_cors_origin
 from server.post_policy import api as post_policy_api
 from server.services import EXTENSION_KEY, Services
@@ -83,6 +83,7 @@ def create_app(
 
     register_error_handlers(app)
     refuse_oversize_requests(app)
+    bound_json_depth(app)
     observability.init_app(app, settings)
     if settings.jwt_secret_too_short:
         log.warning(

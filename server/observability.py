@@ -4,8 +4,12 @@ Every response gets ``X-Request-Id`` (the caller's, when it is a sane token, so 
 follows the request through) and the headers that make a JSON API inert in a browser
 (``nosniff``, no referrer, no framing). Logs are plain text or JSON lines
 (``OSSGATE_LOG_FORMAT=json``), each with the request id, and every record passes a redaction
-filter first: the configured secret values, bearer tokens, signatures and STS tokens are
-replaced by ``[redacted]`` whatever logger wrote them (ossgate's, oss2's, aliyunsdkcore's).
+filter first: the configured secret values, bearer tokens, JWTs, signatures, STS tokens and
+the values of credential-named query parameters (``?access_token=…``) are replaced by
+``[redacted]`` whatever logger wrote them (ossgate's, oss2's, aliyunsdkcore's). Werkzeug's
+development server (``flask run``, ``ossgate demo``) logs each request line, query string
+included, and may do so through a handler of its own; so the ``werkzeug`` logger gets the
+same filter, applied before any of its handlers sees the record.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import re
 import threading
 import time
 from datetime import UTC, datetime
+from urllib.parse import unquote_plus
 
 from flask import Flask, has_request_context, request
 
@@ -44,7 +49,34 @@ _PATTERNS = [
         r"access_key_secret|x-oss-signature|signature|authorization|password|secret)"
         r"[\"']?\s*[:=]\s*[\"']?)[^\"'\s,&}]{8,}"
     ),
+    # A JWT (RFC 7519 compact form: base64url header "{\"…" = "eyJ…", payload, signature),
+    # wherever it appears and whatever parameter or field carries it.
+    re.compile(r"()eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
 ]  # fmt: skip
+#: Query parameters whose value is a credential, compared lower-cased after percent-decoding
+#: the name: OAuth/OIDC (RFC 6750 §2.3 ``access_token``, ``id_token``, ``code``), OSS
+#: presigned URLs (``Signature``, ``OSSAccessKeyId``, ``security-token``; V4's
+#: ``x-oss-signature``, ``x-oss-credential``, ``x-oss-security-token``), and common
+#: spellings of passwords and keys. Their values are redacted whatever their length.
+SENSITIVE_QUERY_NAMES = frozenset(
+    {
+        "access_token", "refresh_token", "id_token", "token", "jwt", "code",
+        "signature", "x-oss-signature", "security-token", "x-oss-security-token",
+        "ossaccesskeyid", "x-oss-credential", "accesskeysecret", "access_key_secret",
+        "password", "passwd", "secret", "client_secret", "api_key", "apikey",
+    }
+)  # fmt: skip
+#: ``name=value`` after ``?``, ``&`` or ``;``: a query parameter in a logged URL or request
+#: line. The value runs to the next separator, space or quote.
+_QUERY_PARAM = re.compile(r"([?&;])([^=&;?#\s\"'<>]+)=([^&;#\s\"'<>]*)")
+
+
+def _redact_query_value(match: re.Match[str]) -> str:
+    separator, name, value = match.groups()
+    if value and unquote_plus(name).lower() in SENSITIVE_QUERY_NAMES:
+        return f"{separator}{name}={REDACTED}"
+    return match.group()
+
 
 _secrets_lock = threading.Lock()
 _known_secrets: set[str] = set()
@@ -63,6 +95,8 @@ def redact(text: str) -> str:
     for value in known:
         if value in text:
             text = text.replace(value, REDACTED)
+    if "=" in text:
+        text = _QUERY_PARAM.sub(_redact_query_value, text)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
     return text
@@ -117,8 +151,16 @@ _handler_lock = threading.Lock()
 _handler: logging.Handler | None = None
 
 
+#: Werkzeug's logger: its development server writes the request line (path and query)
+#: there, through a handler of its own when the root logger has none at the time.
+WERKZEUG_LOGGER = "werkzeug"
+
+
 def configure_logging(log_format: str, level: str) -> None:
-    """Install one redacting handler on the root logger (once per process)."""
+    """Install one redacting handler on the root logger (once per process), and the same
+    redaction on the ``werkzeug`` logger itself, so that a request line carrying a
+    credential in its query is cleaned before any handler (Werkzeug's own included) sees it.
+    """
     global _handler
     with _handler_lock:
         root = logging.getLogger()
@@ -126,6 +168,7 @@ def configure_logging(log_format: str, level: str) -> None:
             _handler = logging.StreamHandler()
             _handler.addFilter(RedactingFilter())
             root.addHandler(_handler)
+            logging.getLogger(WERKZEUG_LOGGER).addFilter(RedactingFilter())
         _handler.setFormatter(
             JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT)
         )

@@ -5,6 +5,11 @@ It exists so ``ossgate demo`` works without an identity provider, and only when
 otherwise). The tokens it issues are ordinary bearer tokens, signed with
 ``OSSGATE_JWT_SECRET`` and carrying the configured audience and issuer, so they go through
 exactly the same ``server.auth.bearer.TokenVerifier`` as any other token.
+
+Attempts are limited per client address (``server.auth.ratelimit.AddressRateLimit``), so the
+demo passwords cannot be guessed at the speed of the server. The blueprint installs its limit
+in ``app.extensions[RATE_LIMIT_KEY]`` when it is registered, so no app can serve the login
+without it.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from datetime import UTC, datetime
 import jwt
 from flask import Blueprint, current_app, jsonify, request
 
+from server.auth.ratelimit import AddressRateLimit
 from server.config import ConfigError, Settings
 from server.errors import APIError
 
 bp = Blueprint("dev_login", __name__)
+#: Where the app keeps the demo login's AddressRateLimit.
+RATE_LIMIT_KEY = "ossgate.dev_login_rate_limit"
 
 DEFAULT_LIFETIME_SECONDS = 3600
 #: Bounds on what a login body may hold; anything larger is not a typo but an attack.
@@ -47,8 +55,10 @@ def check_dev_login_config(settings: Settings) -> None:
 @bp.record_once
 def _check_on_register(state) -> None:
     settings = state.app.config.get("OSSGATE")
-    if isinstance(settings, Settings):
-        check_dev_login_config(settings)
+    if not isinstance(settings, Settings):
+        raise ConfigError("the demo login needs the app's Settings in app.config['OSSGATE']")
+    check_dev_login_config(settings)
+    state.app.extensions.setdefault(RATE_LIMIT_KEY, AddressRateLimit(settings))
 
 
 def issue_token(
@@ -140,9 +150,12 @@ def login():
     Request: ``{"username": str, "password": str}`` (JSON).
     200: ``{"token": str, "expiresAt": "2026-11-25T10:00:00Z"}``, ``Cache-Control: no-store``.
     400 ``invalid_request``, 415 ``unsupported_media_type``, 401 ``invalid_credentials``
-    (the same for an unknown user and a wrong password).
+    (the same for an unknown user and a wrong password), 429 ``rate_limited`` with
+    ``Retry-After`` after too many attempts from the client's address (counted before the
+    body is read, so a refused attempt costs no parsing and no password comparison).
     """
     settings: Settings = current_app.config["OSSGATE"]
+    current_app.extensions[RATE_LIMIT_KEY].check(request.remote_addr)
     username, password = _credentials()
     name = _authenticate(settings.dev_users, username, password)
     if name is None:

@@ -3,21 +3,26 @@
 The ``x-oss-pub-key-url`` header of a callback is attacker-controlled: anyone can POST to the
 callback endpoint with a header naming a key they made. So a URL is used only when it is
 
-- ``http(s)://gosspublic.alicdn.com/<path>`` (OSS's key host; DESIGN.md §2), or
+- one of OSS's official key URLs, ``http(s)://gosspublic.alicdn.com/callback_pub_key_v1.pem``
+  (DESIGN.md §2, §5), answered from a pinned copy, or
 - exactly one of the configured trusted URLs (``OSSGATE_CALLBACK_TRUSTED_KEY_URLS``, e.g.
-  the emulator's), compared after normalisation (lower-case scheme and host, default port
-  dropped, empty path as ``/``).
+  the emulator's),
 
-Every other URL is refused *before any network activity*. The URL is parsed by a strict
+both compared after normalisation (lower-case scheme and host, default port dropped, empty
+path as ``/``). Any other URL, including any other path on OSS's key host, is refused
+*before any network activity*: an attacker must not be able to make the server fetch
+anything, so only URLs someone configured are ever fetched. The URL is parsed by a strict
 grammar of our own (ASCII only, no userinfo, no backslash, no fragment, a numeric port, a
 plain host name or IP literal) and fetched only as rebuilt from the parsed parts, so no
 difference between URL parsers can send a fetch somewhere the check did not approve.
 
 The official key (``callback_pub_key_v1.pem``, both ``http://`` and ``https://`` forms) is
 pinned: it ships in this package (``oss_callback_pub_key_v1.pem``) and is never fetched.
-Other allowed URLs are fetched with a short timeout, a size cap and no redirects, and cached
-by URL (bounded, with a TTL); a failure is remembered briefly so a burst of forged callbacks
-cannot turn into a burst of fetches, and the number of fetches per minute is capped.
+Should OSS publish another key, trust its URL in configuration. Trusted URLs are fetched
+with a short timeout, a size cap and no redirects, and cached by URL (bounded, with a TTL);
+a failure is remembered briefly, and each URL has its own budget of fetches per minute, so a
+burst of callbacks naming a failing trusted URL cannot turn into a burst of fetches, nor
+spend the budget of another trusted URL.
 """
 
 from __future__ import annotations
@@ -33,12 +38,13 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from server.urls import KeyURL, parse_key_url
+from server.urls import parse_key_url
 
 #: OSS's callback key host (OSS "Callback" reference: the key URL "starts with
 #: http://gosspublic.alicdn.com/ or https://gosspublic.alicdn.com/").
 OSS_KEY_HOST = "gosspublic.alicdn.com"
-#: The official key's URLs (both schemes): answered from the pinned copy, never fetched.
+#: The official key's URLs (both schemes): answered from the pinned copy, never fetched,
+#: and the only URLs on OSS's key host accepted without configuration.
 PINNED_KEY_URLS = frozenset(
     f"{scheme}://{OSS_KEY_HOST}/callback_pub_key_v1.pem" for scheme in ("http", "https")
 )
@@ -51,6 +57,7 @@ DEFAULT_MAX_KEY_BYTES = 16 * 1024
 DEFAULT_TTL_SECONDS = 3600.0
 DEFAULT_FAILURE_TTL_SECONDS = 10.0
 DEFAULT_MAX_ENTRIES = 32
+#: Fetches of one URL per minute (failures are also remembered for the failure TTL).
 DEFAULT_MAX_FETCHES_PER_MINUTE = 20
 #: The official key is 512-bit (OSS's choice); nothing smaller is accepted.
 MIN_KEY_BITS = 512
@@ -66,15 +73,6 @@ class UntrustedKeyURLError(KeyURLError):
 
 class KeyFetchFailedError(KeyURLError):
     """An allowed URL could not be turned into an RSA public key (network, status, content)."""
-
-
-def _is_oss_key_url(parsed: KeyURL) -> bool:
-    return (
-        parsed.host == OSS_KEY_HOST
-        and parsed.port is None
-        and parsed.path.startswith("/")
-        and len(parsed.path) > 1
-    )
 
 
 def _normalise_all(urls: Sequence[str]) -> frozenset[str]:
@@ -169,7 +167,7 @@ class PublicKeyStore:
         ttl: float = DEFAULT_TTL_SECONDS,
         failure_ttl: float = DEFAULT_FAILURE_TTL_SECONDS,
         max_entries: int = DEFAULT_MAX_ENTRIES,
-        max_fetches_per_minute: int = DEFAULT_MAX_FETCHES_PER_MINUTE,
+        max_fetches_per_minute: int = DEFAULT_MAX_FETCHES_PER_MINUTE,  # per URL
         fetch: Callable[[str, float, int], bytes] = fetch_pem,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -188,7 +186,7 @@ class PublicKeyStore:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._url_locks: dict[str, threading.Lock] = {}
-        self._recent_fetches: deque[float] = deque()
+        self._recent_fetches: dict[str, deque[float]] = {}
 
     def check(self, url: str, *, also_trusted: Sequence[str] = ()) -> str:
         """Return the normalised URL if it may be used, else raise ``UntrustedKeyURLError``.
@@ -200,13 +198,16 @@ class PublicKeyStore:
         except ValueError as exc:
             raise UntrustedKeyURLError(f"the public key URL is refused: {exc}") from None
         normalised = str(parsed)
-        if normalised in self._trusted or normalised in _normalise_all(also_trusted):
-            return normalised
-        if _is_oss_key_url(parsed):
+        if (
+            normalised in PINNED_KEY_URLS
+            or normalised in self._trusted
+            or normalised in _normalise_all(also_trusted)
+        ):
             return normalised
         raise UntrustedKeyURLError(
-            f"the public key URL is refused: only https://{OSS_KEY_HOST}/… and the configured "
-            "trusted key URLs are used"
+            "the public key URL is refused: only OSS's official key URL "
+            f"(https://{OSS_KEY_HOST}/callback_pub_key_v1.pem) and the configured trusted key "
+            "URLs (OSSGATE_CALLBACK_TRUSTED_KEY_URLS) are used"
         )
 
     def get(self, url: str, *, also_trusted: Sequence[str] = ()) -> RSAPublicKey:
@@ -262,20 +263,30 @@ class PublicKeyStore:
                 lock = self._url_locks[url] = threading.Lock()
             return lock
 
-    def _take_fetch_budget(self) -> bool:
+    def _take_fetch_budget(self, url: str) -> bool:
+        """Count a fetch of ``url`` if it has had fewer than the cap in the last minute.
+
+        Per URL, not global: only trusted URLs are ever fetched, and one of them failing
+        (its server down, say) must not stop the others from being fetched.
+        """
         with self._lock:
             now = self._clock()
-            while self._recent_fetches and self._recent_fetches[0] <= now - 60:
-                self._recent_fetches.popleft()
-            if len(self._recent_fetches) >= self._max_fetches:
+            for known in [u for u, times in self._recent_fetches.items() if times[-1] <= now - 60]:
+                del self._recent_fetches[known]  # keep only URLs fetched within the minute
+            recent = self._recent_fetches.setdefault(url, deque())
+            while recent and recent[0] <= now - 60:
+                recent.popleft()
+            if len(recent) >= self._max_fetches:
                 return False
-            self._recent_fetches.append(now)
+            recent.append(now)
             return True
 
     def _load(self, url: str) -> _Entry:
-        if not self._take_fetch_budget():
-            # Not remembered as a failure of this URL: the budget, not the URL, is the problem.
-            raise KeyFetchFailedError("too many public key fetches; try again in a minute")
+        if not self._take_fetch_budget(url):
+            # Not remembered as a failure: the budget, not the URL's answer, is the problem.
+            raise KeyFetchFailedError(
+                "too many fetches of this public key URL; try again in a minute"
+            )
         try:
             key = _parse_key(self._fetch(url, self._timeout, self._max_key_bytes))
         except KeyFetchFailedError as exc:

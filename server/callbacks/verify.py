@@ -130,7 +130,8 @@ class BadEncoding(CallbackError):
 
 
 class UntrustedKeyURL(CallbackError):
-    """The key URL is not OSS's key host nor a configured trusted URL; nothing was fetched."""
+    """The key URL is neither OSS's official one nor a configured trusted URL; nothing was
+    fetched."""
 
     status = 403
     code = "untrusted_key_url"
@@ -213,7 +214,7 @@ def verify_callback_request(
 ) -> VerifiedCallback:
     """Verify an OSS callback request and return its parsed body; raise a ``CallbackError``.
 
-    ``trusted_key_urls`` are key URLs accepted besides ``gosspublic.alicdn.com`` (the
+    ``trusted_key_urls`` are key URLs accepted besides OSS's official one (e.g. the
     emulator's), added to those ``key_store`` was built with. Without ``key_store`` a
     process-wide store (and cache) is used. The order of checks is fixed so that no network
     access happens for a URL that is not allowed and no body is read past ``max_body_bytes``.

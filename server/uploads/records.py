@@ -397,12 +397,27 @@ def encode_cursor(record: UploadRecord) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+#: A cursor this server issues is ~50 characters (base64 of an ISO time and a record id).
+MAX_CURSOR_CHARS = 128
+#: Record ids are positive and fit a signed 64-bit integer (SQLite's INTEGER, PostgreSQL's
+#: BIGINT); a larger one made the database driver raise OverflowError, a 500.
+MAX_RECORD_ID = 2**63 - 1
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (time, id) a cursor names; ``InvalidCursor`` for anything this server could not
+    have issued, so a forged cursor is a bad request and never reaches the database."""
+    refused = InvalidCursor("cursor is not one this server issued")
+    if not 0 < len(cursor) <= MAX_CURSOR_CHARS:
+        raise refused
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         text = base64.urlsafe_b64decode(padded.encode()).decode()
         stamp, _, ident = text.partition("|")
         moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        return moment, int(ident)
+        record_id = int(ident)
     except (ValueError, UnicodeDecodeError):
-        raise InvalidCursor("cursor is not one this server issued") from None
+        raise refused from None
+    if not 0 < record_id <= MAX_RECORD_ID:
+        raise refused
+    return moment, record_id

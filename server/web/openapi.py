@@ -460,6 +460,7 @@ _DEV_LOGIN = {
             "400": _error_response("Malformed request body."),
             "401": _error_response("Unknown user or wrong password."),
             "415": _error_response("The body is not JSON."),
+            "429": _error_response("Too many login attempts from this address.", retry_after=True),
         },
     }
 }

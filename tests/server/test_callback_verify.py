@@ -545,14 +545,23 @@ def test_non_ascii_key_url_bytes_are_refused(signer, fetch, verify) -> None:
             "https://gosspublic.alicdn.com/callback_pub_key_v2.pem",
             "https://gosspublic.alicdn.com/callback_pub_key_v2.pem",
         ),
+        ("HTTP://GossPublic.AliCDN.com/Keys/v3.pem", "http://gosspublic.alicdn.com/Keys/v3.pem"),
         (
-            "HTTP://GossPublic.AliCDN.com/Keys/v3.pem",
-            "http://gosspublic.alicdn.com/Keys/v3.pem",
+            "https://gosspublic.alicdn.com/Callback_pub_key_v1.pem",
+            "https://gosspublic.alicdn.com/Callback_pub_key_v1.pem",
+        ),
+        (
+            "https://gosspublic.alicdn.com/callback_pub_key_v1.pem?x=1",
+            "https://gosspublic.alicdn.com/callback_pub_key_v1.pem?x=1",
         ),
     ],
 )
-def test_other_gosspublic_paths_are_allowed(url: str, normalised: str) -> None:
-    assert PublicKeyStore().check(url) == normalised
+def test_other_gosspublic_paths_are_refused_unless_configured(url: str, normalised: str) -> None:
+    """Only the official key's two URLs are OSS's; another path on its host is trusted only
+    when configured exactly (and then fetched like any trusted URL)."""
+    with pytest.raises(UntrustedKeyURLError):
+        PublicKeyStore().check(url)
+    assert PublicKeyStore([url]).check(url) == normalised
 
 
 def test_trusted_urls_match_exactly_after_normalisation(key_server: KeyServer) -> None:
@@ -941,18 +950,24 @@ def test_cache_is_bounded(signer, key_server: KeyServer) -> None:
     assert key_server.requests == ["/k0.pem", "/k1.pem", "/k2.pem", "/k0.pem"]
 
 
-def test_fetches_per_minute_are_capped(signer, key_server: KeyServer) -> None:
-    urls = [key_server.serve(f"/k{i}.pem", pem_of(signer)) for i in range(3)]
+def test_fetches_per_minute_are_capped_per_url(signer, key_server: KeyServer) -> None:
+    """A failing trusted URL spends its own budget, never another URL's."""
+    failing = key_server.serve("/down.pem", b"oops", status=503)
+    working = key_server.serve("/key.pem", pem_of(signer))
     clock = FakeClock()
-    store = PublicKeyStore(urls, max_fetches_per_minute=2, clock=clock)
-    store.get(urls[0])
-    store.get(urls[1])
+    store = PublicKeyStore([failing, working], max_fetches_per_minute=2, failure_ttl=0, clock=clock)
+    for _ in range(2):
+        with pytest.raises(KeyFetchFailedError, match="HTTP 503"):
+            store.get(failing)
     with pytest.raises(KeyFetchFailedError, match="too many"):
-        store.get(urls[2])
-    assert len(key_server.requests) == 2
+        store.get(failing)
+    assert key_server.requests == ["/down.pem", "/down.pem"]
+    store.get(working)  # a budget of its own
+    assert key_server.requests == ["/down.pem", "/down.pem", "/key.pem"]
     clock.now += 61
-    store.get(urls[2])
-    assert len(key_server.requests) == 3
+    with pytest.raises(KeyFetchFailedError, match="HTTP 503"):
+        store.get(failing)
+    assert key_server.requests[-1] == "/down.pem"
 
 
 # --------------------------------------------------------------------------- emulator
