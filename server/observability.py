@@ -57,13 +57,15 @@ _PATTERNS = [
 #: the name: OAuth/OIDC (RFC 6750 §2.3 ``access_token``, ``id_token``, ``code``), OSS
 #: presigned URLs (``Signature``, ``OSSAccessKeyId``, ``security-token``; V4's
 #: ``x-oss-signature``, ``x-oss-credential``, ``x-oss-security-token``), and common
-#: spellings of passwords and keys. Their values are redacted whatever their length.
+#: spellings of passwords and keys, and ossgate's own callback grant binding (it lets OSS
+#: callbacks judge that user's objects). Their values are redacted whatever their length.
 SENSITIVE_QUERY_NAMES = frozenset(
     {
         "access_token", "refresh_token", "id_token", "token", "jwt", "code",
         "signature", "x-oss-signature", "security-token", "x-oss-security-token",
         "ossaccesskeyid", "x-oss-credential", "accesskeysecret", "access_key_secret",
         "password", "passwd", "secret", "client_secret", "api_key", "apikey",
+        "ossgate_binding",
     }
 )  # fmt: skip
 #: ``name=value`` after ``?``, ``&`` or ``;``: a query parameter in a logged URL or request

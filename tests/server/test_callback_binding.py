@@ -101,3 +101,15 @@ def test_handed_out_callback_urls_are_bound_to_the_user(tmp_path) -> None:
         assert verify_binding(_args(url), KEY, "examplebucket") == ALICE
     assert "root-secret" not in repr(settings)
     assert "binding_key" not in repr(settings.callback)
+
+
+def test_the_binding_never_reaches_a_log_line() -> None:
+    """Whoever holds a user's binding can have OSS callbacks judge that user's objects."""
+    from server.observability import redact
+
+    url = bind_url("https://a.example/oss/callback", KEY, "bucket", ALICE)
+    tag = _args(url)[QUERY_BINDING][0]
+    line = f'127.0.0.1 - - "POST {urlsplit(url).path}?{urlsplit(url).query} HTTP/1.1" 200 -'
+    assert tag in line
+    assert tag not in redact(line)
+    assert "ossgate_user=alice" in redact(line)
