@@ -37,6 +37,7 @@ from server.origins import flask_cors_origin
 from server.post_policy import api as post_policy_api
 from server.services import EXTENSION_KEY, Services
 from server.uploads import api as uploads_api
+from server.uploads.grant_log import GrantLog
 from server.uploads.records import UploadRecords, default_database_url, make_engine
 from server.web import health, openapi, pages
 
@@ -103,15 +104,17 @@ def create_app(
         refresh_margin_seconds=settings.sts_refresh_margin_seconds,
         max_entries=settings.credential_cache_size,
     )
+    records = UploadRecords(make_engine(database_url))
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         destination=destination,
         sts_client=sts,
         credentials=credentials,
         rate_limit=UserRateLimit(settings),
-        records=UploadRecords(make_engine(database_url)),
+        records=records,
         key_store=PublicKeyStore(settings.callback_trusted_key_urls),
         server_bucket=ServerBucket(settings, destination, credentials),
+        grant_log=GrantLog(records.engine),
     )
     if settings.cors_origins:
         CORS(

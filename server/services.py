@@ -6,21 +6,27 @@ app (tests build many) has its own cache, limiter and clients.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
 
+from server.auth.identity import UserKey
 from server.auth.ratelimit import UserRateLimit
 from server.bucket.access import ServerBucket
 from server.callbacks.keys import PublicKeyStore
 from server.config import Settings
 from server.credentials.cache import CredentialCache
-from server.credentials.sts_client import StsClient
+from server.credentials.grants import GrantNotRecorded
+from server.credentials.sts_client import StsClient, StsCredentials
 from server.destinations.destination import Destination
+from server.uploads.grant_log import GrantLog
 from server.uploads.records import UploadRecords
 from server.uploads.verdicts import Disposal
 
 EXTENSION_KEY = "ossgate"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +39,23 @@ class Services:
     records: UploadRecords
     key_store: PublicKeyStore
     server_bucket: ServerBucket
+    grant_log: GrantLog
+
+    def note_grant(
+        self, user: UserKey, destination: Destination, prefix: str, credentials: StsCredentials
+    ) -> None:
+        """Record new upload credentials in the grant log, so the sweep lists their prefix."""
+        try:
+            self.grant_log.record(
+                bucket=destination.bucket,
+                prefix=prefix,
+                destination=destination.name,
+                user_key=user.key,
+                expires_at=credentials.expiration,
+            )
+        except SQLAlchemyError as exc:
+            log.error("recording a grant failed (%s); the credentials were not handed out", exc)
+            raise GrantNotRecorded(prefix) from None
 
     @property
     def disposal(self) -> Disposal:

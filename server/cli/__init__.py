@@ -10,6 +10,7 @@ from server.app import create_app
 from server.bucket.cors_cli import cors_group
 from server.cli.demo import demo_command
 from server.cli.doctor import doctor_command
+from server.cli.worker import worker_command
 from server.config import ConfigError
 from server.emulator.cli import emulator_command
 from server.uploads.cli import uploads_group
@@ -47,3 +48,4 @@ main.add_command(demo_command)
 main.add_command(uploads_group)
 main.add_command(cors_group)
 main.add_command(doctor_command)
+main.add_command(worker_command)

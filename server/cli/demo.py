@@ -1,14 +1,15 @@
 """``ossgate demo``: the whole thing on one machine, with no Aliyun account.
 
 Starts the emulator (STS + OSS) in this process, builds the app on the emulator's settings
-with a demo user, and serves it in the foreground. As more of ossgate lands (CORS rules for
-the page's origin, the callback receiver, the upload page) it joins here, so ``make demo``
-always shows everything there is.
+with a demo user, runs the worker's sweep in a thread, and serves the app in the foreground.
+As more of ossgate lands (CORS rules for the page's origin, the callback receiver, the upload
+page, the worker) it joins here, so ``make demo`` always shows everything there is.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 from pathlib import Path
 
 import click
@@ -16,11 +17,15 @@ from werkzeug.serving import run_simple
 
 from server.app import create_app
 from server.bucket import BucketAdminError, admin_bucket, apply_needed_rule, load_admin_settings
+from server.cli.worker import run_worker
 from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
+from server.services import EXTENSION_KEY
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "ossgate-demo"  # noqa: S105 - printed for the local demo login
+#: The demo's worker sweeps often, so an upload without a callback is judged while you watch.
+DEMO_SWEEP_SECONDS = 10
 
 
 @click.command("demo")
@@ -65,6 +70,7 @@ def demo_command(host: str, port: int, oss_port: int, sts_port: int, data_dir: P
             "OSSGATE_CORS_ORIGINS": app_url,
             "OSSGATE_CALLBACK_URL": f"{app_url}/oss/callback",
             "OSSGATE_DATABASE_URL": f"sqlite:///{Path(data_dir).resolve() / 'demo-records.db'}",
+            "OSSGATE_SWEEP_INTERVAL_SECONDS": str(DEMO_SWEEP_SECONDS),
         }
     )
     app.config["EMULATOR_SETTINGS"] = emulator.settings()
@@ -78,9 +84,17 @@ def demo_command(host: str, port: int, oss_port: int, sts_port: int, data_dir: P
         "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"token\"])')"
     )
     click.echo(f'  curl -s -X POST {app_url}/api/sts-token -H "Authorization: Bearer $TOKEN"')
+    click.echo(f"Worker: sweeping recently written prefixes every {DEMO_SWEEP_SECONDS} s")
     click.echo("Ctrl-C stops everything.")
+    stop_worker = threading.Event()
+    worker = threading.Thread(
+        target=run_worker, args=(app.extensions[EXTENSION_KEY], stop_worker), daemon=True
+    )
+    worker.start()
     try:
         # app.run() refuses to start inside the flask CLI; run_simple is what it would call.
         run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
+        stop_worker.set()
+        worker.join(timeout=30)
         emulator.stop()

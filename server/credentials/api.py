@@ -14,7 +14,8 @@ from flask import Blueprint, jsonify, request
 
 from server.auth.bearer import current_user, require_user
 from server.config import Settings
-from server.credentials.grants import UploadGrant, issue_grant
+from server.credentials.grants import UploadGrant
+from server.credentials.issue import issue_grant
 from server.errors import APIError
 from server.services import services
 

@@ -13,6 +13,11 @@ the token endpoint must not call it per request. This cache gives three guarante
   is still valid for a little while (``stale_floor_seconds``) is served with ``stale=True``
   instead of an error. Failures are never cached: the next caller tries again.
 
+- **Issued means known.** A caller may pass ``on_issued``: it runs once per AssumeRole, inside
+  the single flight and before the credentials are cached or handed out (the grant log uses it
+  so the sweep knows which prefixes may hold uploads). If it raises, the credentials are
+  neither cached nor returned: no credential is ever out in the world without its record.
+
 The key is opaque here; the caller makes it (user key + policy hash), so a different policy
 never gets another policy's credentials. At most ``max_entries`` keys are kept; the least
 recently used is evicted first.
@@ -83,11 +88,19 @@ class CredentialCache:
             ("hits", "misses", "coalesced", "assume_role_calls", "stale_served", "evictions"), 0
         )
 
-    def get(self, *, cache_key: str, session_name: str, policy: str) -> CacheResult:
+    def get(
+        self,
+        *,
+        cache_key: str,
+        session_name: str,
+        policy: str,
+        on_issued: Callable[[StsCredentials], None] | None = None,
+    ) -> CacheResult:
         """Credentials for ``cache_key``, from the cache or from one shared AssumeRole.
 
         Raises what the client raises (StsUnavailable, StsConfigurationError) when there is
-        no fresh credential and no stale one good enough to serve.
+        no fresh credential and no stale one good enough to serve, and what ``on_issued``
+        raises for new credentials.
         """
         with self._lock:
             entry = self._entries.get(cache_key)
@@ -105,7 +118,7 @@ class CredentialCache:
                 self._stats["coalesced"] += 1
 
         if leader:
-            self._fly(flight, cache_key, session_name, policy)
+            self._fly(flight, cache_key, session_name, policy, on_issued)
         else:
             flight.done.wait()
 
@@ -129,12 +142,22 @@ class CredentialCache:
     def _refresh_at(self, credentials: StsCredentials) -> float:
         return credentials.expiration.timestamp() - self._margin
 
-    def _fly(self, flight: _Flight, cache_key: str, session_name: str, policy: str) -> None:
+    def _fly(
+        self,
+        flight: _Flight,
+        cache_key: str,
+        session_name: str,
+        policy: str,
+        on_issued: Callable[[StsCredentials], None] | None,
+    ) -> None:
         """Make the AssumeRole call outside the lock, publish its outcome, wake the waiters."""
         try:
-            flight.credentials = self._client.assume_role(
+            credentials = self._client.assume_role(
                 session_name=session_name, policy=policy, duration_seconds=self._duration
             )
+            if on_issued is not None:
+                on_issued(credentials)
+            flight.credentials = credentials
         except BaseException as exc:  # every outcome must reach the waiters
             flight.error = exc
         finally:

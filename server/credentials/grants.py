@@ -9,23 +9,15 @@ the same grant's credentials, so neither makes an extra STS call.
 from __future__ import annotations
 
 import functools
-import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.auth.identity import UserKey
 from server.callbacks.params import callback_options
 from server.credentials.cache import CredentialCache
 from server.credentials.session_policy import policy_fingerprint, upload_policy
-from server.credentials.sts_client import (
-    StsConfigurationError,
-    StsCredentials,
-    StsUnavailable,
-)
+from server.credentials.sts_client import StsCredentials
 from server.destinations.destination import Destination
-from server.errors import APIError
-from server.services import Services, services
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,15 +31,40 @@ class UploadGrant:
     stale: bool
 
 
-def grant_upload(user: UserKey, destination: Destination, cache: CredentialCache) -> UploadGrant:
+class GrantNotRecorded(Exception):
+    """New credentials could not be recorded for the sweep, so they were not handed out."""
+
+
+#: Told of every AssumeRole for a user: (user, destination, prefix, credentials). The app
+#: records it in the grant log (server.uploads.grant_log) so the sweep lists that prefix.
+OnIssued = Callable[[UserKey, Destination, str, StsCredentials], None]
+
+
+def grant_upload(
+    user: UserKey,
+    destination: Destination,
+    cache: CredentialCache,
+    *,
+    on_issued: OnIssued | None = None,
+) -> UploadGrant:
     """Credentials that can write only under the user's prefix of ``destination``.
 
-    Raises the STS client's errors (StsUnavailable, StsConfigurationError) for the caller to
-    map to HTTP.
+    ``on_issued`` runs once per AssumeRole, before the new credentials are cached or handed
+    out; if it raises (``GrantNotRecorded``), no one gets them. Raises the STS client's errors
+    (StsUnavailable, StsConfigurationError) for the caller to map to HTTP.
     """
     shape = _grant_shape(destination, user)
+    issued = None
+    if on_issued is not None:
+
+        def issued(credentials: StsCredentials) -> None:
+            on_issued(user, destination, shape.prefix, credentials)
+
     result = cache.get(
-        cache_key=shape.cache_key, session_name=user.role_session_name, policy=shape.policy
+        cache_key=shape.cache_key,
+        session_name=user.role_session_name,
+        policy=shape.policy,
+        on_issued=issued,
     )
     return UploadGrant(
         user=user,
@@ -89,24 +106,3 @@ def _grant_shape(destination: Destination, user: UserKey) -> _GrantShape:
         cache_key=f"{destination.name}:{user.key}:{policy_fingerprint(policy)}",
         callback=callback_options(destination, user),
     )
-
-
-def issue_grant(user: UserKey, app_services: Services | None = None) -> UploadGrant:
-    """The user's grant for the default destination, STS failures mapped to HTTP errors:
-    503 with Retry-After while STS is unreachable or throttling, a generic 500 (details only
-    in the log) when STS refuses the server's configuration."""
-    app_services = app_services or services()
-    try:
-        return grant_upload(user, app_services.destination, app_services.credentials)
-    except StsUnavailable as exc:
-        raise APIError(
-            503,
-            "sts_unavailable",
-            "Upload credentials cannot be issued right now; try again shortly.",
-            {"Retry-After": str(exc.retry_after)},
-        ) from None
-    except StsConfigurationError as exc:
-        log.error("STS refused AssumeRole (%s): check the server's configuration", exc.code)
-        raise APIError(
-            500, "internal_error", "Upload credentials cannot be issued (server error)."
-        ) from None

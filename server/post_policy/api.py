@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from server.auth.bearer import current_user, require_user
-from server.credentials.grants import issue_grant
+from server.credentials.issue import issue_grant
 from server.errors import APIError
 from server.post_policy.request import MAX_BODY_BYTES, parse_upload_request
 from server.post_policy.signing import build_post_policy

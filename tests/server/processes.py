@@ -407,11 +407,13 @@ class Reconciled:
     listed: int
     recorded: int
     updated: int
+    rejected: int
     already_recorded: int
 
 
 _RECONCILE_SUMMARY = re.compile(
-    r"listed (\d+) objects: (\d+) newly recorded, (\d+) updated, (\d+) already recorded"
+    r"listed (\d+) objects: (\d+) newly recorded, (\d+) updated, (\d+) rejected, "
+    r"(\d+) already recorded"
 )
 
 
