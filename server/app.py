@@ -122,6 +122,7 @@ def create_app(
             expose_headers=["Retry-After"],
             max_age=600,
         )
+    pages.allow_module_imports(app, settings)
 
     if settings.trusted_proxies:
         # X-Forwarded-For/-Proto/-Host/-Prefix from that many proxies in front of us; the
