@@ -119,7 +119,7 @@ def create_app(
                 r"/api/*": {"origins": [flask_cors_origin(o) for o in settings.cors_origins]}
             },
             allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["Retry-After"],
+            expose_headers=["Retry-After", "Date"],  # Date: credentials timed on our clock
             max_age=600,
         )
     pages.allow_module_imports(app, settings)
