@@ -9,7 +9,7 @@ VENDOR := static/vendor/aliyun-oss-sdk.min.js
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all demo test lint format bench wrk chromium postgresql redis emulator clean
+.PHONY: all demo test lint format bench wrk chromium postgresql redis emulator clean js-package
 
 all: $(BIN)/ossgate $(VENDOR)
 
@@ -70,6 +70,33 @@ wrk:
 
 bench: all wrk
 	$(BIN)/python -m bench
+
+# The upload module for other frontends, two ways (README: "Use it from your own frontend"):
+# - the npm package $(JS_DIST)/npm/ossgate-upload-VERSION.tgz: the ES modules as they are,
+#   their type declarations generated from the JSDoc, ali-oss as a peer dependency;
+# - $(JS_DIST)/ossgate-upload.js, the same module as one self-contained file (esbuild).
+# Both need `baseUrl` (ossgate's URL). JS_DIST=DIR builds elsewhere (the tests use a tmp dir).
+# The declarations name ali-oss's types (namespace AliOss, types/ali-oss.d.ts), which tsc does
+# not link from the entry's declarations: printf adds the reference.
+JS_DIST ?= dist
+JS_VERSION := $(shell sed -n 's/^version *= *//p' setup.cfg)
+JS_STAGE := $(JS_DIST)/npm/package
+
+js-package: node_modules/ali-oss/dist/aliyun-oss-sdk.min.js
+	rm -rf $(JS_STAGE) $(JS_DIST)/npm/ossgate-upload-*.tgz
+	mkdir -p $(JS_STAGE)/upload $(JS_STAGE)/types
+	cp static/ossgate-upload.js $(JS_STAGE)/
+	cp static/upload/*.js $(JS_STAGE)/upload/
+	cp static/types/ali-oss.d.ts $(JS_STAGE)/types/
+	node_modules/.bin/tsc -p packaging/npm/tsconfig.json --outDir $(JS_STAGE)
+	printf '/// <reference path="./types/ali-oss.d.ts" />\n' | cat - $(JS_STAGE)/ossgate-upload.d.ts \
+	  > $(JS_STAGE)/entry.d.ts && mv $(JS_STAGE)/entry.d.ts $(JS_STAGE)/ossgate-upload.d.ts
+	sed 's/@VERSION@/$(JS_VERSION)/' packaging/npm/package.json > $(JS_STAGE)/package.json
+	cp packaging/npm/README.md $(JS_STAGE)/
+	cd $(JS_DIST)/npm && npm pack --silent ./package --pack-destination .
+	node_modules/.bin/esbuild static/ossgate-upload.js --bundle --format=esm --target=es2022 \
+	  --log-level=warning --outfile=$(JS_DIST)/ossgate-upload.js \
+	  --banner:js='/*! ossgate-upload $(JS_VERSION), one file (MIT). Needs window.OSS (ali-oss) and the baseUrl option. */'
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor *.egg-info

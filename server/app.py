@@ -123,9 +123,10 @@ def create_app(
                 r"/api/*": {"origins": [flask_cors_origin(o) for o in settings.cors_origins]}
             },
             allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["Retry-After"],
+            expose_headers=["Retry-After", "Date"],  # Date: credentials timed on our clock
             max_age=600,
         )
+    pages.allow_module_imports(app, settings)
 
     if settings.trusted_proxies:
         # X-Forwarded-For/-Proto/-Host/-Prefix from that many proxies in front of us; the

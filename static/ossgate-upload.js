@@ -1,16 +1,21 @@
 /**
  * ossgate-upload.js: browser uploads straight to Alibaba Cloud OSS through an ossgate server.
  *
- * A plain ES module with no page code, so any frontend can import it. It needs the ali-oss
- * browser bundle (window.OSS, or pass `OSS`) and a way to get the user's bearer token:
+ * A plain ES module with no page code, so any frontend can import it, from any origin that
+ * OSSGATE_CORS_ORIGINS names. It needs the ali-oss browser bundle (window.OSS, or pass `OSS`)
+ * and a way to get the user's bearer token:
  *
- *   import { Uploader } from '/static/ossgate-upload.js';
+ *   import { Uploader } from 'https://ossgate.example/static/ossgate-upload.js';
  *   const uploader = new Uploader({ getBearerToken: () => myApp.token });
  *   const [upload] = uploader.add([file]);
  *   upload.addEventListener('change', () => render(upload));  // status, progress, speed
  *   const outcome = await upload.done;                         // the Upload itself
  *
  * What it takes care of:
+ * - Where ossgate is: every endpoint (`tokenUrl`, `postPolicyUrl`, `uploadsUrl`) is resolved
+ *   against `baseUrl`, which defaults to the ossgate server the module was loaded from (its
+ *   `import.meta.url`), not the page's origin. A copy of the module (npm package, single
+ *   file) has no such default: give it `baseUrl`.
  * - Credentials: POST /api/sts-token with the bearer token (never in a URL). The answer goes to
  *   ali-oss as is; `refreshSTSToken` fetches a new one on ali-oss's timer, with an interval
  *   below the credential lifetime. ali-oss stamps its refresh time *before* the new token
@@ -55,12 +60,12 @@ export { DEFAULTS, Mode } from './upload/options.js';
 export { Status, Upload } from './upload/upload.js';
 export { Uploader } from './upload/uploader.js';
 
-/**
- * Types for callers that type-check their JavaScript (JSDoc) or TypeScript.
- * @typedef {import('./upload/credentials.js').Grant} Grant
- * @typedef {import('./upload/errors.js').ErrorKind} ErrorKind
- * @typedef {import('./upload/options.js').UploaderOptions} UploaderOptions
- * @typedef {import('./upload/options.js').UploadMode} UploadMode
- * @typedef {import('./upload/upload.js').UploadResult} UploadResult
- * @typedef {import('./upload/upload.js').UploadStatus} UploadStatus
- */
+/** @typedef {import('./upload/credentials.js').Grant} Grant  the /api/sts-token answer */
+/** @typedef {import('./upload/errors.js').ErrorKind} ErrorKind  OssgateError.kind */
+/** @typedef {import('./upload/options.js').UploaderOptions} UploaderOptions */
+/** @typedef {import('./upload/options.js').UploadMode} UploadMode  the `mode` option */
+/** @typedef {import('./upload/upload.js').UploadPath} UploadPath  Upload.mode */
+/** @typedef {import('./upload/upload.js').UploadResult} UploadResult  Upload.result */
+/** @typedef {import('./upload/upload.js').UploadStatus} UploadStatus  Upload.status */
+/** @typedef {import('./upload/uploader.js').UploadRecord} UploadRecord  of listUploads() */
+/** @typedef {import('./upload/api.js').TokenSource} TokenSource  getBearerToken */

@@ -14,20 +14,26 @@ credentials must not be able to send them anywhere else, even after an injection
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, render_template, url_for
+from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
+from flask_cors import CORS
 
 from server.bucket.urls import sdk_origin, upload_origins
 from server.config import Settings
+from server.origins import flask_cors_origin
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
 
 #: Where ``make`` copies the npm ``ali-oss`` browser bundle (never committed).
 VENDOR_BUNDLE = "vendor/aliyun-oss-sdk.min.js"
+#: The files another origin's page may load (``static/``-relative): the upload module's entry,
+#: its parts and the ali-oss bundle it needs; not the page's own code (app.js, i18n.js).
+MODULE_FILES = r"(?:ossgate-upload\.js|upload/[A-Za-z0-9_-]+\.js|vendor/aliyun-oss-sdk\.min\.js)"
 #: The emulator settings the demo page may show; the root secret is never among them.
 _SHOWN_EMULATOR_SETTINGS = (
     "OSSGATE_OSS_ENDPOINT",
@@ -133,3 +139,34 @@ def index() -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def allow_module_imports(app: Flask, settings: Settings) -> None:
+    """Let pages of ``OSSGATE_CORS_ORIGINS`` import the upload module from this server.
+
+    A ``<script type="module">`` (and everything it imports) and a ``<script crossorigin>`` are
+    fetched in CORS mode, so another origin can run ``import {Uploader} from
+    "https://ossgate.example/static/ossgate-upload.js"`` only if the answer names its origin.
+    The same origins as the API's, for GET only and without credentials (the files are
+    public; the module authenticates with a bearer token, never a cookie). ``Vary: Origin``
+    always: whether the header is there depends on the request's Origin, so a cache in front
+    must not hand one origin's answer (or an answer without it) to another.
+    """
+    if not settings.cors_origins:
+        return
+    static_path = app.static_url_path or "/static"
+    pattern = f"^{static_path}/{MODULE_FILES}$"
+    CORS(
+        app,
+        resources={pattern: {"origins": [flask_cors_origin(o) for o in settings.cors_origins]}},
+        methods=["GET"],
+        supports_credentials=False,
+        intercept_exceptions=False,
+    )
+    module_path = re.compile(pattern)
+
+    @app.after_request
+    def _vary_on_origin(response: Response) -> Response:
+        if request.endpoint == "static" and module_path.match(request.path):
+            response.vary.add("Origin")
+        return response

@@ -8,6 +8,34 @@ const MiB = 1024 * 1024;
 /** ali-oss's minimum part size (lib/browser/managed-upload.js). */
 const MIN_PART_SIZE = 100 * 1024;
 
+/**
+ * Where ossgate is when no `baseUrl` is given: the server this file was loaded from, not the
+ * page's. Served by ossgate, this file is `<ossgate>/static/upload/options.js`, so ossgate is
+ * two folders up (a path prefix such as `https://example.com/ossgate/` is kept): a page on
+ * another origin that imports `<ossgate>/static/ossgate-upload.js` talks to that ossgate.
+ * A copy of the module (the npm package, the single-file build, a bundler's output) cannot
+ * know where ossgate is, so it has no default and needs `baseUrl`.
+ * @param {string} moduleUrl  this file's URL (`import.meta.url`)
+ * @returns {string | null}  an absolute URL ending in `/`, or null for a copy
+ */
+export function servedBase(moduleUrl) {
+  let url;
+  try {
+    url = new URL(moduleUrl);
+  } catch {
+    return null;
+  }
+  const served = /^(.*\/)static\/upload\/options\.js$/.exec(url.pathname);
+  if (!served || (url.protocol !== 'http:' && url.protocol !== 'https:')) return null;
+  return new URL(served[1], url).href;
+}
+
+/**
+ * The options naming one of ossgate's endpoints, resolved against `baseUrl` (relative by
+ * default, so a path prefix of `baseUrl` is kept; an absolute URL is taken as is).
+ */
+const ENDPOINTS = /** @type {const} */ (['tokenUrl', 'uploadsUrl', 'postPolicyUrl']);
+
 /** The `mode` option: how files are sent (see the module comment of ossgate-upload.js). */
 export const Mode = Object.freeze({
   AUTO: 'auto', // a form for the files formUpload/formUploadTypes select, else STS
@@ -23,6 +51,7 @@ const MODES = new Set(Object.values(Mode));
 /**
  * What an Uploader can be tuned with; DEFAULTS holds the value of each.
  * @typedef {object} UploadSettings
+ * @property {string | null} baseUrl
  * @property {string} tokenUrl
  * @property {string} uploadsUrl
  * @property {string} postPolicyUrl
@@ -52,9 +81,15 @@ const MODES = new Set(Object.values(Mode));
 
 /** @type {Readonly<UploadSettings>} */
 export const DEFAULTS = Object.freeze({
-  tokenUrl: '/api/sts-token',
-  uploadsUrl: '/api/uploads',
-  postPolicyUrl: '/api/post-policy',
+  /**
+   * Where ossgate is (`https://ossgate.example/`); every endpoint below is resolved against
+   * it. Default: the ossgate server the module was loaded from (see servedBase); a copy of
+   * the module has none and must be given one. A relative `baseUrl` is relative to the page.
+   */
+  baseUrl: servedBase(import.meta.url),
+  tokenUrl: 'api/sts-token',
+  uploadsUrl: 'api/uploads',
+  postPolicyUrl: 'api/post-policy',
   /** How files are sent: Mode.AUTO, Mode.STS or Mode.FORM; see also setMode(). */
   mode: Mode.AUTO,
   /**
@@ -130,6 +165,7 @@ export function uploaderOptions(options) {
     throw new RangeError(`partSize must be at least ${MIN_PART_SIZE} bytes (OSS's minimum)`);
   }
   resolved.mode = checkMode(resolved.mode);
+  resolveEndpoints(resolved);
   const { formUpload, formUploadTypes } = resolved;
   if (typeof formUpload !== 'boolean' && typeof formUpload !== 'function') {
     throw new TypeError('formUpload must be true, false or a function (file) => boolean');
@@ -138,4 +174,42 @@ export function uploaderOptions(options) {
     throw new TypeError("formUploadTypes must be a list of types such as ['image/*']");
   }
   return resolved;
+}
+
+/**
+ * `baseUrl` as an absolute http(s) URL ending in `/` (a relative one is taken relative to the
+ * page), and every endpoint option as an absolute URL against it, in place; a TypeError names
+ * the option that cannot be resolved.
+ * @param {UploaderOptions} resolved
+ */
+function resolveEndpoints(resolved) {
+  const page = globalThis.location ? globalThis.location.href : undefined;
+  /** @type {URL | null} */
+  let base = null;
+  if (resolved.baseUrl !== null && resolved.baseUrl !== undefined) {
+    try {
+      base = new URL(resolved.baseUrl, page);
+    } catch {
+      throw new TypeError(`baseUrl must be ossgate's URL, such as https://ossgate.example/, `
+        + `not ${resolved.baseUrl}`);
+    }
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+      throw new TypeError(`baseUrl must be an http or https URL, not ${resolved.baseUrl}`);
+    }
+    // A folder: 'https://example.com/ossgate' means https://example.com/ossgate/api/...
+    if (!base.pathname.endsWith('/')) base.pathname += '/';
+    base.search = '';
+    base.hash = '';
+  }
+  resolved.baseUrl = base ? base.href : null;
+  for (const name of ENDPOINTS) {
+    const value = resolved[name];
+    try {
+      resolved[name] = new URL(value, base || undefined).href;
+    } catch {
+      throw new TypeError(base ? `${name} is not a URL: ${value}`
+        : `${name} (${value}) needs baseUrl, ossgate's URL: this copy of ossgate-upload.js `
+          + 'was not loaded from an ossgate server, so it cannot tell where ossgate is');
+    }
+  }
 }

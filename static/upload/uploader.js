@@ -75,7 +75,8 @@ function callbackData(data) {
 export class Uploader extends EventTarget {
   /**
    * @param {Partial<UploaderOptions> & {getBearerToken: TokenSource}} options
-   *   `getBearerToken` (required: () => string | Promise<string>) and any of DEFAULTS, plus
+   *   `getBearerToken` (required: () => string | Promise<string>), `baseUrl` (where ossgate
+   *   is; default: the ossgate the module was loaded from) and any other of DEFAULTS, plus
    *   `OSS` (the ali-oss constructor, default window.OSS), `fetch`, `storage` (default
    *   localStorage; null disables resume), `keyFor(file, grant)`. `OSS` is not needed for
    *   form uploads.
@@ -201,7 +202,7 @@ export class Uploader extends EventTarget {
    */
   async listUploads({ limit = 20, cursor = null } = {}) {
     const token = await bearerToken(this.options.getBearerToken);
-    const url = new URL(this.options.uploadsUrl, globalThis.location && globalThis.location.href);
+    const url = new URL(this.options.uploadsUrl); // absolute: see uploaderOptions
     url.searchParams.set('limit', String(limit));
     if (cursor) url.searchParams.set('cursor', cursor);
     const response = await reach(this.options.fetch, url.toString(), {
