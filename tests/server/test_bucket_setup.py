@@ -9,6 +9,10 @@ credentials ``/api/sts-token`` hands a browser.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,7 +49,9 @@ from server.bucket.overwrite_config import backup_document, load_backup, read_ov
 from server.bucket.overwrite_plan import plan_overwrite
 from server.bucket.overwrite_rules import OverwriteConfig, OverwriteRule
 from server.destinations.destination import Destination
+from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
+from tests.server.served_app import free_port
 from tests.server.tokens import SECRET, bearer, jwt_for
 from tests.support import StsCredentials, closed_port_url, root_bucket, sts_bucket
 
@@ -521,3 +527,46 @@ def test_another_ossgates_rule_is_kept_with_a_warning() -> None:
 def test_an_over_long_prefix_is_refused() -> None:
     with pytest.raises(LimitError, match="at most 1023"):
         plan_overwrite(None, [destination("default", "a" * 1024 + "/{user}/")])
+
+
+# -- ossgate demo -----------------------------------------------------------------------------
+
+
+def test_the_demo_protects_its_upload_prefix(tmp_path: Path) -> None:
+    oss_port, sts_port, port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OSSGATE_", "ALIBABA_CLOUD_"))}
+    demo = subprocess.Popen(  # noqa: S603 - our own console script
+        [
+            str(Path(sys.executable).parent / "ossgate"),
+            "demo",
+            f"--port={port}",
+            f"--oss-port={oss_port}",
+            f"--sts-port={sts_port}",
+            f"--data-dir={tmp_path / 'data'}",
+        ],
+        cwd=tmp_path,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("ossgate demo: open"):
+                break
+        output = "".join(lines)
+        assert "Bucket overwrite protection: add ossgate-default" in output, output
+        demo_emulator = SimpleNamespace(
+            config=EmulatorConfig(), oss_endpoint=f"http://127.0.0.1:{oss_port}"
+        )
+        assert overwrite_rules(demo_emulator) == [OURS]
+    finally:
+        demo.terminate()
+        demo.wait(timeout=30)
+        demo.stdout.close()
