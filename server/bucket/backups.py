@@ -74,6 +74,13 @@ class BackupFormat:
 
     def read(self, path: Path) -> ET.Element:
         """The root element of backup ``path``, once size, DTDs and the root tag are checked."""
+        root = self._parse(path)
+        if root.tag != self.root_tag:
+            raise self.invalid(path, f"the root element is <{root.tag}>")
+        return root
+
+    def _parse(self, path: Path) -> ET.Element:
+        """The root element of ``path``, once its size and the absence of DTDs are checked."""
         try:
             with path.open("rb") as handle:
                 data = handle.read(self.max_bytes + 1)
@@ -82,10 +89,7 @@ class BackupFormat:
         if len(data) > self.max_bytes:
             raise self.invalid(path, f"larger than {self.max_bytes} bytes")
         self._refuse_dtd(data, path)
-        root = ET.fromstring(data)  # noqa: S314 - DTDs and entities refused above
-        if root.tag != self.root_tag:
-            raise self.invalid(path, f"the root element is <{root.tag}>")
-        return root
+        return ET.fromstring(data)  # noqa: S314 - DTDs and entities refused above
 
     def invalid(self, path: Path, why: str) -> BackupError:
         """The error for a file that is not one of these backups (``why`` says what is off)."""
@@ -114,3 +118,19 @@ class BackupFormat:
             parser.Parse(data, True)
         except (ValueError, xml.parsers.expat.ExpatError) as exc:
             raise self.invalid(path, str(exc)) from None
+
+
+def format_of(path: Path, formats: Sequence[BackupFormat]) -> BackupFormat:
+    """Which of ``formats`` backup ``path`` is, by its root element (read as strictly as
+    ``BackupFormat.read`` reads), so one ``restore`` command can take any setting's backup."""
+    anyone = BackupFormat(
+        kind="backup",
+        label=" or ".join(f.label for f in formats),
+        root_tag="",
+        max_bytes=max(f.max_bytes for f in formats),
+    )
+    tag = anyone._parse(path).tag
+    for candidate in formats:
+        if candidate.root_tag == tag:
+            return candidate
+    raise anyone.invalid(path, f"the root element is <{tag}>")

@@ -37,6 +37,8 @@ _BACKUP = BackupFormat(
     root_tag="CORSConfiguration",
     max_bytes=4 * MAX_DOCUMENT_BYTES,
 )
+#: The CORS backups' format, for ``bucket restore`` to tell them from other settings' backups.
+BACKUP_FORMAT = _BACKUP
 
 # --------------------------------------------------------------------------- OSS calls
 
@@ -162,7 +164,7 @@ def load_backup(path: Path) -> BucketCors | None:
 
 
 #: The bucket's CORS rules for ``replace_configuration`` (apply and restore).
-CORS: Setting[BucketCors] = Setting(
+CORS: Setting[oss2.Bucket, BucketCors] = Setting(
     name="CORS rules",
     read=read_cors,
     same=same_configuration,

@@ -159,7 +159,7 @@ def plan_change(
     return Plan(current, proposed, action, index, removed, tuple(warnings))
 
 
-def _render_configuration(cors: BucketCors | None) -> list[str]:
+def render_configuration(cors: BucketCors | None) -> list[str]:
     """The configuration as indented XML lines, each rule numbered, ossgate's marked."""
     if cors is None:
         return ["(no CORS configuration)"]
@@ -185,4 +185,4 @@ def _render_configuration(cors: BucketCors | None) -> list[str]:
 
 def render_diff(before: BucketCors | None, after: BucketCors | None, bucket_name: str) -> str:
     """A unified diff of two configurations; empty when they are the same."""
-    return unified_diff(_render_configuration(before), _render_configuration(after), bucket_name)
+    return unified_diff(render_configuration(before), render_configuration(after), bucket_name)

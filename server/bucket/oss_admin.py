@@ -4,13 +4,15 @@ oss2 raises one exception type per HTTP answer (or a ``RequestError`` wrapping t
 connection failure); an admin wants to know whether to fix the key, its permissions, the
 bucket name or the endpoint. ``oss_failure`` answers that for any bucket sub-resource call
 (GetBucketCors, PutBucketCors…): the caller names what it was doing and which RAM actions
-the key needs for it.
+the key needs for it. ``unreachable`` and ``refusal`` say the same for any SDK's errors
+(alibabacloud-oss-v2's, in ``server.bucket.oss_v2_admin``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import oss2
 
@@ -56,28 +58,55 @@ def oss_failure(
     no answer came at all, so for a write the outcome is unknown.
     """
     if isinstance(exc, oss2.exceptions.RequestError):
-        reason = connection_reason(exc.exception or exc)
-        return OssUnreachableError(
-            f"cannot reach OSS at {bucket.endpoint} to {doing}: {reason}. "
-            "Check OSSGATE_OSS_ENDPOINT / OSSGATE_OSS_REGION (or --endpoint / --region)."
-        )
-    code = exc.code or f"HTTP {exc.status}"
-    message = _one_line(exc.message) if exc.message else ""
+        return unreachable(bucket.endpoint, doing, connection_reason(exc.exception or exc))
+    return refusal(
+        OssAnswer(exc.status, exc.code, exc.message, exc.request_id),
+        bucket.endpoint,
+        bucket.bucket_name,
+        doing,
+        needs=needs,
+    )
+
+
+@dataclass(frozen=True)
+class OssAnswer:
+    """An OSS error answer as any SDK reports it: HTTP status, error code, message, request id."""
+
+    status: int
+    code: str | None
+    message: str | None
+    request_id: str | None
+
+
+def unreachable(endpoint: str, doing: str, reason: str) -> OssUnreachableError:
+    """No answer came from ``endpoint`` (``reason`` from ``connection_reason``)."""
+    return OssUnreachableError(
+        f"cannot reach OSS at {endpoint} to {doing}: {reason}. "
+        "Check OSSGATE_OSS_ENDPOINT / OSSGATE_OSS_REGION (or --endpoint / --region)."
+    )
+
+
+def refusal(
+    answer: OssAnswer, endpoint: str, bucket_name: str, doing: str, *, needs: Sequence[str]
+) -> OssAccessError:
+    """One line for an error answer, whichever SDK received it: why, and what to check."""
+    code = answer.code or f"HTTP {answer.status}"
+    message = _one_line(answer.message) if answer.message else ""
     said = f"{code}: {message}" if message else code
-    if exc.code in _BAD_CREDENTIAL_CODES:
+    if answer.code in _BAD_CREDENTIAL_CODES:
         return OssAccessError(
             f"OSS refused the admin credentials ({said}). Check ALIBABA_CLOUD_ACCESS_KEY_ID and "
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET (or --access-key-id / --access-key-secret)."
         )
-    if exc.code == "AccessDenied":
+    if answer.code == "AccessDenied":
         return OssAccessError(
-            f"the admin key may not {doing} on bucket {bucket.bucket_name} ({said}); it needs "
+            f"the admin key may not {doing} on bucket {bucket_name} ({said}); it needs "
             f"{_and_list(needs)}."
         )
-    if exc.code == "NoSuchBucket":
+    if answer.code == "NoSuchBucket":
         return OssAccessError(
-            f"bucket {bucket.bucket_name} does not exist at {bucket.endpoint} ({code}). Check "
+            f"bucket {bucket_name} does not exist at {endpoint} ({code}). Check "
             "OSSGATE_OSS_BUCKET, OSSGATE_OSS_REGION and OSSGATE_OSS_ENDPOINT."
         )
-    request_id = f" (request id {exc.request_id})" if exc.request_id else ""
-    return OssAccessError(f"OSS refused to {doing} ({exc.status} {said}){request_id}")
+    request_id = f" (request id {answer.request_id})" if answer.request_id else ""
+    return OssAccessError(f"OSS refused to {doing} ({answer.status} {said}){request_id}")

@@ -4,7 +4,10 @@ OSS's ``Put…`` calls for a bucket setting replace everything that was there, s
 command that changes one (``cors apply``, ``cors restore``) ends the same way: read the
 setting again and stop if anyone changed it since the plan was shown, save what is there
 now, and only then write. A ``Setting`` tells this module how to read, compare, save and
-write one kind of configuration; ``replace_configuration`` does the rest.
+write one kind of configuration; ``replace_configuration`` does the rest. The SDK behind a
+setting is its own business: CORS goes through an ``oss2.Bucket``, overwrite protection
+through alibabacloud-oss-v2 (``server.bucket.oss_v2_admin.V2Bucket``); either is a
+``BucketHandle``.
 """
 
 from __future__ import annotations
@@ -14,18 +17,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Generic, TypeVar
-
-import oss2
+from typing import Generic, Protocol, TypeVar
 
 from server.bucket.errors import ConcurrentChangeError
 
+
+class BucketHandle(Protocol):
+    """What ``replace_configuration`` needs of the client a setting is read and written with."""
+
+    @property
+    def bucket_name(self) -> str: ...
+
+
+#: The client type of one setting (``oss2.Bucket`` for CORS).
+H = TypeVar("H", bound=BucketHandle)
 #: The configuration type of one setting (``oss2.models.BucketCors`` for CORS).
 C = TypeVar("C")
 
 
 @dataclass(frozen=True)
-class Setting(Generic[C]):
+class Setting(Generic[H, C]):
     """How to handle one bucket setting that OSS replaces as a whole; ``None`` stands for
     "the bucket has none" throughout.
 
@@ -35,15 +46,15 @@ class Setting(Generic[C]):
     """
 
     name: str
-    read: Callable[[oss2.Bucket], C | None]
+    read: Callable[[H], C | None]
     same: Callable[[C | None, C | None], bool]
     backup: Callable[[C | None, str, Path, datetime | None], Path]
-    write: Callable[[oss2.Bucket, C | None, Path | None], None]
+    write: Callable[[H, C | None, Path | None], None]
 
 
 def replace_configuration(
-    bucket: oss2.Bucket,
-    setting: Setting[C],
+    bucket: H,
+    setting: Setting[H, C],
     current: C | None,
     new: C | None,
     backup_dir: Path | None,

@@ -7,6 +7,7 @@ from flask import Flask
 from flask.cli import FlaskGroup, NoAppException
 
 from server.app import create_app
+from server.bucket.bucket_cli import bucket_group
 from server.bucket.cors_cli import cors_group
 from server.cli.demo import demo_command
 from server.cli.doctor import doctor_command
@@ -47,5 +48,6 @@ main.add_command(emulator_command)
 main.add_command(demo_command)
 main.add_command(uploads_group)
 main.add_command(cors_group)
+main.add_command(bucket_group)
 main.add_command(doctor_command)
 main.add_command(worker_command)

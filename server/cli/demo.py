@@ -1,9 +1,10 @@
 """``ossgate demo``: the whole thing on one machine, with no Aliyun account.
 
 Starts the emulator (STS + OSS) in this process, builds the app on the emulator's settings
-with a demo user, runs the worker's sweep in a thread, and serves the app in the foreground.
-As more of ossgate lands (CORS rules for the page's origin, the callback receiver, the upload
-page, the worker) it joins here, so ``make demo`` always shows everything there is.
+with a demo user, sets the bucket up as ``ossgate bucket apply`` would (CORS for the page's
+origin, overwrite protection for the upload prefix), runs the worker's sweep in a thread, and
+serves the app in the foreground. As more of ossgate lands it joins here, so ``make demo``
+always shows everything there is.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import click
 from werkzeug.serving import run_simple
 
 from server.app import create_app
-from server.bucket import BucketAdminError, admin_bucket, apply_needed_rule, load_admin_settings
+from server.bucket import BucketAdminError, load_admin_settings
+from server.bucket.bucket_setup import admin_clients, apply_bucket, configured_destinations
 from server.cli.worker import run_worker
 from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
@@ -52,16 +54,6 @@ def demo_command(host: str, port: int, oss_port: int, sts_port: int, data_dir: P
         ) from None
     app_url = f"http://{host}:{port}"
     settings = emulator.settings()
-    try:
-        # The same code path as `ossgate cors apply`, so the demo proves it too.
-        applied = apply_needed_rule(
-            admin_bucket(load_admin_settings(settings)), [app_url], backup_dir=None
-        )
-    except BucketAdminError as exc:
-        emulator.stop()
-        raise click.ClickException(
-            f"setting the emulator bucket's CORS rules failed: {exc}"
-        ) from None
     app = create_app(
         {
             **settings,
@@ -74,8 +66,21 @@ def demo_command(host: str, port: int, oss_port: int, sts_port: int, data_dir: P
         }
     )
     app.config["EMULATOR_SETTINGS"] = emulator.settings()
+    try:
+        # The same code as `ossgate bucket apply` (whose CORS part is `ossgate cors apply`'s),
+        # so the demo proves it too; no backups of a bucket only the demo uses.
+        applied = apply_bucket(
+            admin_clients(load_admin_settings(settings)),
+            configured_destinations(app.extensions[EXTENSION_KEY]),
+            [app_url],
+            backup_dir=None,
+        )
+    except BucketAdminError as exc:
+        emulator.stop()
+        raise click.ClickException(f"setting the emulator bucket up failed: {exc}") from None
     click.echo(f"Emulator: OSS {emulator.oss_endpoint}, STS {emulator.sts_endpoint}")
-    click.echo(f"Bucket CORS: {applied.plan.summary()}")
+    click.echo(f"Bucket CORS: {applied.plan.cors.summary()}")
+    click.echo(f"Bucket overwrite protection: {applied.plan.overwrite.summary()}")
     click.echo(f"ossgate demo: open {app_url}/  and sign in as {DEMO_USER} / {DEMO_PASSWORD}")
     click.echo("Try the API:")
     click.echo(

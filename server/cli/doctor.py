@@ -1,14 +1,19 @@
 """``ossgate doctor``: check a deployment's configuration against the real services.
 
 Each check says ok, warn or fail with one line of reason and what to do; the command exits
-non-zero when any check fails. Checks are read-only: one AssumeRole for a probe user, one
-listing of at most one key under the upload prefix, anonymous CORS preflights, and DNS
-lookups of the callback hosts (the callback URL itself is never requested).
+non-zero when any check fails. Checks change nothing: one AssumeRole for a probe user, one
+listing of at most one key under the upload prefix, one DeleteObject of a key that does not
+exist (a random name under the upload prefix, outside every user's folder: the only way to
+learn whether the server may delete, which the verdict needs, without deleting anything; in
+a bucket with versioning it leaves a delete marker), a read of the bucket's overwrite
+protection, anonymous CORS preflights, and DNS lookups of the callback hosts (the callback
+URL itself is never requested).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +26,12 @@ import oss2
 from flask.cli import with_appcontext
 
 from server.auth.identity import user_key
-from server.bucket import BucketAdminError, check_preflights
-from server.bucket.access import oss_endpoint
+from server.bucket import AdminSettings, BucketAdminError, check_preflights
+from server.bucket.access import listing_prefix, oss_endpoint
+from server.bucket.bucket_setup import configured_destinations
+from server.bucket.oss_v2_admin import admin_v2_bucket
+from server.bucket.overwrite_config import read_overwrite
+from server.bucket.overwrite_rules import covering_rule, protected_prefix
 from server.config import MIN_JWT_SECRET_BYTES
 from server.credentials.grants import grant_upload
 from server.credentials.sts_client import StsError
@@ -32,6 +41,10 @@ from server.services import Services, services
 SKEW_FAIL_SECONDS = 15 * 60
 SKEW_WARN_SECONDS = 60
 PROBE_USER = "ossgate-doctor"
+#: The delete probe's key, under the upload prefix but in no user's folder (no "/" after it).
+DELETE_PROBE = "ossgate-doctor-delete-probe-"
+#: Doctor should answer quickly; the bucket check already says when OSS is unreachable.
+OVERWRITE_READ_TIMEOUT = 5
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,84 @@ def _bucket_and_clock(app: Services, now: Callable[[], datetime]) -> list[Findin
     else:
         status = "ok"
     return [*findings, Finding("clock", status, f"{skew:.0f} s from OSS's clock (limit 900 s)")]
+
+
+def _delete(app: Services) -> list[Finding]:
+    """Whether the server's own credentials may delete under the upload prefix: the verdict
+    deletes rejected uploads with them. A DeleteObject of a key that does not exist answers
+    204 when allowed and 403 when not, and deletes nothing either way."""
+    prefix = listing_prefix(app.destination)
+    key = f"{prefix}{DELETE_PROBE}{secrets.token_hex(8)}"
+    try:
+        app.server_bucket.bucket().delete_object(key)
+    except StsError as exc:
+        return [Finding("delete", "fail", f"no server credentials to try with ({exc.code})")]
+    except oss2.exceptions.OssError as exc:
+        return [
+            Finding(
+                "delete",
+                "fail",
+                f"the server's credentials may not delete under {prefix} "
+                f"({exc.code or exc.status}), so rejected uploads would stay: the role needs "
+                f"oss:DeleteObject on acs:oss:*:*:{app.destination.bucket}/{prefix}*",
+            )
+        ]
+    return [Finding("delete", "ok", f"the server may delete rejected uploads under {prefix}")]
+
+
+def _overwrite(app: Services) -> list[Finding]:
+    """Whether an overwrite protection rule covers each destination that forbids overwrites.
+
+    Read with the key in ALIBABA_CLOUD_ACCESS_KEY_ID: the server's own key normally may not
+    (it needs nothing but sts:AssumeRole), and then this only says so: run doctor with the
+    admin key, or ``ossgate bucket plan``, to know.
+    """
+    destinations = [d for d in configured_destinations(app) if not d.overwrite]
+    if not destinations:
+        return []
+    settings = app.settings
+    admin = AdminSettings(
+        settings.oss_bucket,
+        settings.oss_region,
+        oss_endpoint(settings),
+        settings.access_key_id,
+        settings.access_key_secret,
+    )
+    try:
+        config = read_overwrite(admin_v2_bucket(admin, connect_timeout=OVERWRITE_READ_TIMEOUT))
+    except BucketAdminError as exc:
+        return [
+            Finding(
+                "overwrite",
+                "warn",
+                f"cannot read the bucket's overwrite protection with this key ({exc}); "
+                "check with `ossgate bucket plan` and the admin key",
+            )
+        ]
+    findings = []
+    for destination in destinations:
+        prefix = protected_prefix(destination)
+        rule = covering_rule(config, prefix)
+        if rule is None:
+            findings.append(
+                Finding(
+                    "overwrite",
+                    "warn",
+                    f"destination {destination.name}: no overwrite protection rule covers "
+                    f"{prefix!r}, so a browser can replace an upload (the verdict rejects it "
+                    "only afterwards): run `ossgate bucket apply`",
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    "overwrite",
+                    "ok",
+                    f"destination {destination.name}: rule {rule.id} refuses overwrites "
+                    f"under {prefix!r}",
+                )
+            )
+    return findings
 
 
 def _cors(app: Services) -> list[Finding]:
@@ -181,6 +272,8 @@ def run_checks(
         *_jwt_secret(app),
         _credentials(app),
         *_bucket_and_clock(app, now),
+        *_delete(app),
+        *_overwrite(app),
         *_cors(app),
         *_callback(app),
     ]
@@ -189,7 +282,8 @@ def run_checks(
 @click.command("doctor")
 @with_appcontext
 def doctor_command() -> None:
-    """Check credentials, role, bucket, CORS, callback URL and clock; non-zero on failure."""
+    """Check credentials, role, bucket, deletes, overwrite protection, CORS, callback URL
+    and clock; non-zero on failure."""
     findings = run_checks(services())
     width = max(len(f.check) for f in findings)
     for finding in findings:
