@@ -11,16 +11,18 @@ and the RAM policy examples ("Prevent public ACL settings for buckets and object
   ``private``, ``public-read`` and ``public-read-write``. It is set by ``x-oss-object-acl`` on
   PutObject, InitiateMultipartUpload (kept with the upload and applied by Complete; a header on
   CompleteMultipartUpload, which OSS also accepts, wins), the PostObject form field of the same
-  name, and PutObjectAcl (``PUT /key?acl``). A new object without it is ``default``, also when
-  it replaces an object that had another ACL. GetObjectAcl answers ``AccessControlPolicy`` with
-  the object's own value (``default`` included), as the SDK tests expect.
+  name, CopyObject (the source's ACL is not copied), and PutObjectAcl (``PUT /key?acl``). A new
+  object without it is ``default``, also when it replaces an object that had another ACL.
+  GetObjectAcl answers ``AccessControlPolicy`` with the object's own value (``default``
+  included), as the SDK tests expect.
 - Any other value is ``400 InvalidArgument``; on PutObjectAcl a missing or empty header is too
   (EC 0017-00000105).
 - An object ACL other than ``default`` takes precedence over the bucket's: an unsigned GET or
   HEAD of a ``public-read`` or ``public-read-write`` object succeeds; of any other object (or of
   a key that does not exist) it is ``403 AccessDenied``, as for the private bucket.
 - RAM: the requested ACL is the request's ``oss:x-oss-object-acl`` condition key on PutObject,
-  PostObject, InitiateMultipartUpload, CompleteMultipartUpload and PutObjectAcl.
+  PostObject, InitiateMultipartUpload, CompleteMultipartUpload, CopyObject (its PutObject on the
+  target) and PutObjectAcl.
 
 Choices where the references are silent:
 

@@ -7,8 +7,8 @@ ACL, see ``oss_acl``), then run the operation. Errors are
 the real ``<Error>`` documents; CORS headers are added to every response whose origin a rule
 allows, errors included, so a browser can read them.
 
-The operation handlers live in ``oss_bucket_ops``, ``oss_object_ops`` and
-``oss_multipart_ops``; this module is the gate and the routing.
+The operation handlers live in ``oss_bucket_ops``, ``oss_object_ops``, ``oss_multipart_ops``
+and ``oss_copy_object``; this module is the gate and the routing.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from server.emulator.oss_call import (
     SUB_RESOURCES,
     Call,
 )
+from server.emulator.oss_copy_object import COPY_SOURCE_HEADER, CopyOperations
 from server.emulator.oss_errors import OSSError
 from server.emulator.oss_multipart_ops import MultipartOperations
 from server.emulator.oss_post_object import is_post_object, post_object
@@ -68,7 +69,7 @@ def _may_read_anonymously(method: str, target: Target, names: set[str]) -> bool:
     return not (names & SUB_RESOURCES) - {"objectMeta"}
 
 
-class OSSApp(BucketOperations, MultipartOperations):
+class OSSApp(BucketOperations, MultipartOperations, CopyOperations):
     """WSGI app serving the single emulated bucket."""
 
     def __init__(
@@ -250,17 +251,20 @@ class OSSApp(BucketOperations, MultipartOperations):
         key = call.target.key or ""
         if len(key.encode("utf-8")) > 1023 or key.startswith("/") or key.startswith("\\"):
             raise OSSError("InvalidObjectName", "The specified object is not valid.")
+        copies = COPY_SOURCE_HEADER in call.request.headers
         if method == "PUT":
             if "uploadId" in names and "partNumber" in args:
+                if copies:
+                    raise OSSError("NotImplemented", "UploadPartCopy is not implemented.", 501)
                 return self.upload_part(call)
             if "acl" in names:
                 return self.put_object_acl(call)
-            if "x-oss-copy-source" in call.request.headers:
-                raise OSSError("NotImplemented", "CopyObject is not implemented.", 501)
             if names & SUB_RESOURCES:
                 raise OSSError(
                     "NotImplemented", "This object sub-resource is not implemented.", 501
                 )
+            if copies:
+                return self.copy_object(call)
             return self.put_object(call)
         if method == "POST":
             if "uploads" in names:

@@ -82,21 +82,33 @@ class OperationBase:
     created: float
     _overwrite_cache: tuple[bytes | None, OverwriteConfiguration | None] | None = None
 
-    def authorize(self, call: Call, action: str, context: dict[str, str] | None = None) -> None:
+    def authorize(
+        self,
+        call: Call,
+        action: str,
+        context: dict[str, str] | None = None,
+        *,
+        key: str | None = None,
+    ) -> None:
         """Root may do anything; STS callers need every policy to allow and none to deny;
-        an unsigned caller may only read an object whose ACL is public (oss_acl)."""
+        an unsigned caller may only read an object whose ACL is public (oss_acl).
+
+        The resource is the request's object, or ``key`` in the bucket when given: CopyObject
+        is authorised on its source object as well as on its target.
+        """
         if call.principal.is_root:
             return
-        if call.principal.is_anonymous:
+        if key is None:
             key = call.target.key
+        if call.principal.is_anonymous:
             obj = self.store.get(key) if key is not None else None
             if action in ANONYMOUS_ACTIONS and obj and oss_acl.readable_anonymously(obj.acl):
                 return
             raise OSSError("AccessDenied", ACL_DENIED_MESSAGE, EC=ACL_DENIED_EC)
         resource = f"acs:oss:{self.config.region_id}:{self.config.account_id}:"
         resource += call.target.bucket or ""
-        if call.target.key is not None:
-            resource += "/" + call.target.key
+        if key is not None:
+            resource += "/" + key
         full_context = {
             "acs:SourceIp": call.request.remote_addr or "",
             "acs:SecureTransport": "false",

@@ -3,7 +3,7 @@
 Element names and order follow the OSS API reference pages of each operation (ListObjects,
 ListObjectsV2, InitiateMultipartUpload, CompleteMultipartUpload, ListParts,
 ListMultipartUploads, ListBuckets, GetBucketInfo, GetBucketLocation, GetBucketAcl,
-GetObjectAcl).
+GetObjectAcl, CopyObject).
 """
 
 from __future__ import annotations
@@ -121,6 +121,15 @@ def complete_result(location: str, bucket: str, key: str, etag: str, url_encoded
     _sub(root, "Bucket", bucket)
     _sub(root, "Key", _enc(key, url_encoded))
     _sub(root, "ETag", f'"{etag}"')
+    return _render(root)
+
+
+def copy_result(etag: str, last_modified: float) -> bytes:
+    """CopyObject's ``CopyObjectResult``: the copy's quoted ETag and its ISO 8601 time (the
+    shape of the reference's example and of the SDKs' fixtures)."""
+    root = ET.Element("CopyObjectResult")
+    _sub(root, "ETag", f'"{etag}"')
+    _sub(root, "LastModified", iso8601(last_modified))
     return _render(root)
 
 

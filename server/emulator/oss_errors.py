@@ -43,6 +43,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "NoSuchCORSConfiguration": 404,
     "NoSuchKey": 404,
     "NoSuchUpload": 404,
+    "NoSuchVersion": 404,
     "NotImplemented": 501,
     "PreconditionFailed": 412,
     "RequestTimeTooSkewed": 403,

@@ -23,9 +23,9 @@ the emulator therefore does:
   to a new key always passes. Principals are written as in bucket policies: the account UID
   for the root key, ``arn:sts::<account UID>:assumed-role/<role name>/<session name>`` for STS
   credentials, with ``*`` as a wildcard.
-- Enforced on PutObject, PostObject and CompleteMultipartUpload, the writes the emulator
-  implements (CopyObject and AppendObject are not). InitiateMultipartUpload writes nothing, so
-  only Complete is checked, against the object that exists then.
+- Enforced on PutObject, PostObject, CompleteMultipartUpload and CopyObject (on its target), the
+  writes the emulator implements (AppendObject is not). InitiateMultipartUpload writes nothing,
+  so only Complete is checked, against the object that exists then.
 
 Choices where the references give no code: ``MalformedXML`` for a document that is not such XML
 (wrong root, unknown or repeated elements); ``InvalidArgument`` for values the references

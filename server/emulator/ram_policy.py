@@ -25,8 +25,8 @@ session policies are really tested:
 Condition keys the OSS side puts in the context: ``acs:SourceIp``, ``acs:SecureTransport``,
 ``acs:CurrentTime`` on every request; ``oss:Prefix`` and ``oss:Delimiter`` on ListObjects; and
 ``oss:x-oss-object-acl`` (the requested object ACL) on PutObject, PostObject,
-Initiate/CompleteMultipartUpload and PutObjectAcl, *only when the request asks for an ACL*. The
-OSS docs do not say what the key holds when the header is absent, so absent it is (see
+Initiate/CompleteMultipartUpload, CopyObject and PutObjectAcl, *only when the request asks for an
+ACL*. The OSS docs do not say what the key holds when the header is absent, so absent it is (see
 ``oss_acl``): the documented ``Deny ... StringNotEquals oss:x-oss-object-acl [private, default]``
 then refuses ``public-read`` and lets a plain upload through.
 """

@@ -213,6 +213,36 @@ class BucketStore:
                 continue
         raise OSError(f"{key!r} kept changing while being opened")
 
+    def link_current(self, key: str) -> tuple[StoredObject, _Written] | None:
+        """The current version of ``key`` and a new, not yet committed blob with its bytes.
+
+        Blobs are never rewritten in place, so the new blob is a hard link to the source's
+        (no bytes are copied, as OSS copies within a bucket without copying data); where the
+        file system has no hard links the bytes are copied and fsynced. Either way the copy
+        is committed with ``commit`` like a received upload, and a crash before that leaves
+        only an unreferenced blob, which the next start removes. As in ``open_current``, a
+        concurrent overwrite may delete the blob named by metadata read a moment earlier:
+        read again until both match.
+        """
+        for _ in range(5):
+            obj = self.get(key)
+            if obj is None:
+                return None
+            target = self._blobs / f".tmp-{secrets.token_hex(16)}.data"
+            try:
+                os.link(self._blobs / obj.blob, target)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                try:
+                    with self.open_blob(obj) as source:
+                        copied = _stream_to_new_file(self._blobs, source, None)
+                except FileNotFoundError:
+                    continue
+                target = copied.path
+            return obj, _Written(target, obj.size, b"")
+        raise OSError(f"{key!r} kept changing while being copied")
+
     def receive(self, source: BinaryIO, length: int | None) -> _Written:
         """Stream a request body into a new, not yet committed blob."""
         written = _stream_to_new_file(self._blobs, source, length)
@@ -225,17 +255,16 @@ class BucketStore:
         written.path.unlink(missing_ok=True)
 
     def commit(self, key: str, written: _Written, **fields) -> StoredObject:
-        """Make a received blob the current version of ``key`` (the atomic step)."""
+        """Make a received blob the current version of ``key`` (the atomic step).
+
+        ``fields`` are the other ``StoredObject`` fields; ``crc64`` among them overrides the
+        value computed while receiving (a copy carries its source's, see ``link_current``).
+        """
         blob_name = secrets.token_hex(16) + ".data"
         os.replace(written.path, self._blobs / blob_name)
         _fsync_dir(self._blobs)
-        obj = StoredObject(
-            key=key,
-            size=written.size,
-            blob=blob_name,
-            crc64=crc64.header_value(written.crc64),
-            **fields,
-        )
+        fields.setdefault("crc64", crc64.header_value(written.crc64))
+        obj = StoredObject(key=key, size=written.size, blob=blob_name, **fields)
         with self._lock:
             old = self._index.get(key)
             _write_json_atomically(self._meta_path(key), asdict(obj))
