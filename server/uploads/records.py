@@ -2,6 +2,7 @@
 
 SQLAlchemy, so the same code runs on SQLite (the default, a file in the instance folder, in
 WAL mode) and on PostgreSQL (``OSSGATE_DATABASE_URL``) when several instances share records.
+The schema is Alembic's (``server.uploads.migrations``): a model change here needs a revision.
 
 ``record_upload`` is the single place where "an upload was recorded" happens: callbacks and
 ``uploads reconcile`` both come through it, and so will the events sent to the host app. It is
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,8 +37,9 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from server.uploads.migrations import prepare_for_app
 
 #: How a record was learned.
 SOURCE_CALLBACK = "callback"
@@ -158,28 +159,6 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-#: Tables are created when an app starts; several processes may start at once.
-_SCHEMA_ATTEMPTS = 5
-
-
-def _create_schema(engine: Engine) -> None:
-    """Create the missing tables and indexes.
-
-    Several processes do this at once on an empty database (gunicorn's workers, two
-    instances starting together): ``create_all`` checks, then creates, so the loser of that
-    race gets "already exists" (SQLite) or a unique violation (PostgreSQL) and would fail to
-    boot. A retry finds the winner's tables and creates nothing.
-    """
-    for attempt in range(_SCHEMA_ATTEMPTS):
-        try:
-            Base.metadata.create_all(engine)
-            return
-        except SQLAlchemyError:
-            if attempt == _SCHEMA_ATTEMPTS - 1:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-
-
 def default_database_url(instance_path: str) -> str:
     Path(instance_path).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(instance_path) / 'ossgate.db'}"
@@ -222,11 +201,16 @@ def _upsert_statement(dialect: str):
 
 
 class UploadRecords:
-    """The upload records of one app instance (one engine, schema created on start)."""
+    """The upload records of one app instance (one engine; its schema made current on start).
+
+    SQLite is upgraded in place; a database the app must not migrate itself (PostgreSQL)
+    raises ``SchemaNotCurrent``, a ConfigError naming ``ossgate db upgrade``, unless current.
+    See ``server.uploads.migrations``.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        _create_schema(engine)
+        prepare_for_app(engine)
         # Built once: constructing and cache-keying these per call was most of a
         # callback's recording CPU. Values travel as bound parameters.
         self._select_one = select(_TABLE).where(
