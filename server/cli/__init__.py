@@ -8,6 +8,7 @@ from flask.cli import FlaskGroup, NoAppException
 
 from server.app import create_app
 from server.bucket.cors_cli import cors_group
+from server.cli.db import db_group
 from server.cli.demo import demo_command
 from server.cli.doctor import doctor_command
 from server.config import ConfigError
@@ -47,3 +48,4 @@ main.add_command(demo_command)
 main.add_command(uploads_group)
 main.add_command(cors_group)
 main.add_command(doctor_command)
+main.add_command(db_group)
