@@ -9,6 +9,7 @@ from flask.cli import FlaskGroup, NoAppException
 from server.app import create_app
 from server.bucket.bucket_cli import bucket_group
 from server.bucket.cors_cli import cors_group
+from server.cli.db import db_group
 from server.cli.demo import demo_command
 from server.cli.doctor import doctor_command
 from server.cli.worker import worker_command
@@ -51,3 +52,4 @@ main.add_command(cors_group)
 main.add_command(bucket_group)
 main.add_command(doctor_command)
 main.add_command(worker_command)
+main.add_command(db_group)

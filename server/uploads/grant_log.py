@@ -26,12 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
-    DateTime,
     Engine,
-    Index,
-    Integer,
-    String,
-    UniqueConstraint,
     and_,
     case,
     delete,
@@ -41,30 +36,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Mapped, mapped_column
 
-from server.uploads.records import Base
+from server.uploads.tables import GrantRow
 
 #: A request signed just before its credentials expire may still complete a little later
 #: (a multipart Complete), so the last sweep of a prefix waits this long after expiry.
 UPLOAD_GRACE_SECONDS = 60
-
-
-class GrantRow(Base):
-    __tablename__ = "upload_grants"
-    __table_args__ = (
-        UniqueConstraint("bucket", "prefix", name="uq_upload_grants_bucket_prefix"),
-        Index("ix_upload_grants_expires", "expires_at"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    bucket: Mapped[str] = mapped_column(String(63))
-    prefix: Mapped[str] = mapped_column(String(1024))
-    destination: Mapped[str] = mapped_column(String(64))
-    user_key: Mapped[str] = mapped_column(String(128))
-    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 _TABLE = GrantRow.__table__

@@ -2,6 +2,7 @@
 
 SQLAlchemy, so the same code runs on SQLite (the default, a file in the instance folder, in
 WAL mode) and on PostgreSQL (``OSSGATE_DATABASE_URL``) when several instances share records.
+The schema is Alembic's (``server.uploads.migrations``): a model change here needs a revision.
 
 ``record_upload`` is the single place where "an upload was recorded" happens: callbacks and
 ``uploads reconcile`` both come through it, and so will the events sent to the host app. It is
@@ -14,22 +15,14 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
-    BigInteger,
-    DateTime,
     Engine,
-    Index,
-    Integer,
     Row,
-    String,
-    Text,
-    UniqueConstraint,
     bindparam,
     create_engine,
     event,
@@ -37,46 +30,19 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
+
+from server.uploads.migrations import prepare_for_app
+from server.uploads.tables import STATUS_ACCEPTED, STATUS_REJECTED, Base, Upload
+
+__all__ = ["Base", "Upload", "UploadRecord", "UploadRecords", "STATUS_ACCEPTED", "STATUS_REJECTED"]
 
 #: How a record was learned: the evidence its verdict was given on (server.uploads.verdicts).
 SOURCE_CALLBACK = "callback"
 SOURCE_CONFIRM = "confirm"
 SOURCE_SWEEP = "sweep"
 SOURCE_RECONCILE = "reconcile"
-#: A record's verdict: an accepted upload, or a rejected one (its object removed).
-STATUS_ACCEPTED = "accepted"
-STATUS_REJECTED = "rejected"
 MAX_PAGE_SIZE = 100
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Upload(Base):
-    __tablename__ = "uploads"
-    __table_args__ = (
-        UniqueConstraint("bucket", "object_key", name="uq_uploads_bucket_key"),
-        Index("ix_uploads_owner_recent", "owner", "updated_at", "id"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    bucket: Mapped[str] = mapped_column(String(63))
-    object_key: Mapped[str] = mapped_column(String(1024))
-    etag: Mapped[str] = mapped_column(String(64))
-    size: Mapped[int] = mapped_column(BigInteger)
-    content_type: Mapped[str] = mapped_column(String(255))
-    owner: Mapped[str] = mapped_column(String(128))
-    destination: Mapped[str] = mapped_column(String(64))
-    source: Mapped[str] = mapped_column(String(16))
-    custom_json: Mapped[str] = mapped_column(Text, default="{}")
-    status: Mapped[str] = mapped_column(String(16), default=STATUS_ACCEPTED)
-    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True)
@@ -178,28 +144,6 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-#: Tables are created when an app starts; several processes may start at once.
-_SCHEMA_ATTEMPTS = 5
-
-
-def _create_schema(engine: Engine) -> None:
-    """Create the missing tables and indexes.
-
-    Several processes do this at once on an empty database (gunicorn's workers, two
-    instances starting together): ``create_all`` checks, then creates, so the loser of that
-    race gets "already exists" (SQLite) or a unique violation (PostgreSQL) and would fail to
-    boot. A retry finds the winner's tables and creates nothing.
-    """
-    for attempt in range(_SCHEMA_ATTEMPTS):
-        try:
-            Base.metadata.create_all(engine)
-            return
-        except SQLAlchemyError:
-            if attempt == _SCHEMA_ATTEMPTS - 1:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-
-
 def default_database_url(instance_path: str) -> str:
     Path(instance_path).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(instance_path) / 'ossgate.db'}"
@@ -245,11 +189,16 @@ def _upsert_statement(dialect: str):
 
 
 class UploadRecords:
-    """The upload records of one app instance (one engine, schema created on start)."""
+    """The upload records of one app instance (one engine; its schema made current on start).
+
+    SQLite is upgraded in place; a database the app must not migrate itself (PostgreSQL)
+    raises ``SchemaNotCurrent``, a ConfigError naming ``ossgate db upgrade``, unless current.
+    See ``server.uploads.migrations``.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        _create_schema(engine)
+        prepare_for_app(engine)
         # Built once: constructing and cache-keying these per call was most of a
         # callback's recording CPU. Values travel as bound parameters.
         self._select_one = select(_TABLE).where(

@@ -300,11 +300,12 @@ class PostgresCluster(PostgresServer):
         )  # fmt: skip
 
 
-def create_database(server_url: str, name: str) -> str:
+def create_database(server_url: str, name: str, *, upgrade: bool = True) -> str:
     """Create database ``name`` on the cluster of ``server_url``; return its URL.
 
     Each test gets a database of its own on the session's cluster, so its table counts are
-    its own.
+    its own. Upgraded to the current schema unless ``upgrade`` is false, as an operator does
+    before starting the app on PostgreSQL (the app refuses an empty one).
     """
     import psycopg
 
@@ -312,7 +313,22 @@ def create_database(server_url: str, name: str) -> str:
     dsn = base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
-    return f"{base}/{name}"
+    url = f"{base}/{name}"
+    if upgrade:
+        upgrade_database(url)
+    return url
+
+
+def upgrade_database(database_url: str) -> str:
+    """What ``ossgate db upgrade`` does to ``database_url`` (the same function); its revision."""
+    from server.uploads.migrations import upgrade
+    from server.uploads.records import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        return upgrade(engine).after
+    finally:
+        engine.dispose()
 
 
 # --------------------------------------------------------------------------- uploads and records

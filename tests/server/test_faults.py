@@ -38,6 +38,7 @@ from tests.server.processes import (
     object_keys,
     postgres_available,
     reconcile_with,
+    upgrade_database,
     user_bucket,
 )
 from tests.server.tokens import SECRET, bearer, jwt_for
@@ -332,6 +333,7 @@ def _database(outage: str, tmp_path: Path) -> Iterator[tuple[str, Callable]]:
     cluster: PostgresCluster | None = None
     try:
         cluster = PostgresCluster(base).start()
+        upgrade_database(cluster.url)  # `ossgate db upgrade`, as before any start on PostgreSQL
 
         @contextmanager
         def stopped() -> Iterator[None]:

@@ -89,8 +89,8 @@ def running_service(request: pytest.FixtureRequest, tmp_path_factory) -> Iterato
             for name, (port, config) in configs.items()
         )
         try:
-            # Both at once, as a deployment would start them: their workers create the schema
-            # on the same empty database concurrently.
+            # Both at once, as a deployment would start them (after `ossgate db upgrade`, which
+            # create_database ran): their workers check the schema concurrently.
             with ThreadPoolExecutor(2) as pool:
                 for started in [pool.submit(a.start), pool.submit(b.start)]:
                     started.result()

@@ -16,6 +16,7 @@ from server.uploads.records import (
     UploadRecords,
     make_engine,
 )
+from tests.server.processes import upgrade_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -28,7 +29,9 @@ def records(request: pytest.FixtureRequest, tmp_path) -> UploadRecords:
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text(f"CREATE DATABASE {schema_db}"))
     admin.dispose()
-    return UploadRecords(make_engine(url.rsplit("/", 1)[0] + f"/{schema_db}"))
+    database_url = url.rsplit("/", 1)[0] + f"/{schema_db}"
+    upgrade_database(database_url)  # `ossgate db upgrade`: the app never migrates PostgreSQL
+    return UploadRecords(make_engine(database_url))
 
 
 def _record(records: UploadRecords, key: str = "uploads/alice/a.txt", **changes):
