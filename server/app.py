@@ -27,11 +27,12 @@ from server.bucket.access import ServerBucket
 from server.callbacks import api as callback_api
 from server.callbacks.keys import PublicKeyStore
 from server.callbacks.params import callback_options
-from server.config import MIN_JWT_SECRET_BYTES, ConfigError, Settings, load_settings
+from server.config import MIN_JWT_SECRET_BYTES, ConfigError, load_settings
 from server.credentials import api as token_api
 from server.credentials.cache import CredentialCache
 from server.credentials.sts_client import AliyunStsClient, StsClient
-from server.destinations.destination import default_destination
+from server.destinations import api as destinations_api
+from server.destinations.catalog import Destinations, load_destinations
 from server.errors import bound_json_depth, refuse_oversize_requests, register_error_handlers
 from server.origins import flask_cors_origin
 from server.post_policy import api as post_policy_api
@@ -94,8 +95,8 @@ def create_app(
         )
     auth.init_app(app, settings)
     dev_login.check_dev_login_config(settings)
-    destination = default_destination(settings)
-    _check_callback_fits(settings)
+    destinations = load_destinations(settings)
+    _check_callback_fits(destinations)
     sts = sts_client or AliyunStsClient(settings)
     database_url = settings.database_url or default_database_url(app.instance_path)
     credentials = CredentialCache(
@@ -107,13 +108,13 @@ def create_app(
     records = UploadRecords(make_engine(database_url))
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
-        destination=destination,
+        destinations=destinations,
         sts_client=sts,
         credentials=credentials,
         rate_limit=UserRateLimit(settings),
         records=records,
         key_store=PublicKeyStore(settings.callback_trusted_key_urls),
-        server_bucket=ServerBucket(settings, destination, credentials),
+        server_bucket=ServerBucket(settings, list(destinations), credentials),
         grant_log=GrantLog(records.engine),
     )
     if settings.cors_origins:
@@ -139,6 +140,7 @@ def create_app(
     app.register_blueprint(token_api.bp)
     app.register_blueprint(post_policy_api.bp)
     app.register_blueprint(uploads_api.bp)
+    app.register_blueprint(destinations_api.bp)
     app.register_blueprint(callback_api.bp)
     app.register_blueprint(openapi.bp)
     if settings.dev_users:
@@ -146,10 +148,11 @@ def create_app(
     return app
 
 
-def _check_callback_fits(settings: Settings) -> None:
+def _check_callback_fits(destinations: Destinations) -> None:
     """Build the callback parameters once for the longest possible user key, at start."""
     longest = user_key("x" * 64)
-    try:
-        callback_options(default_destination(settings), longest)
-    except ValueError as exc:
-        raise ConfigError(f"OSSGATE_CALLBACK_BODY / OSSGATE_CALLBACK_URL: {exc}") from None
+    for destination in destinations:
+        try:
+            callback_options(destination, longest)
+        except ValueError as exc:
+            raise ConfigError(f"OSSGATE_CALLBACK_BODY / OSSGATE_CALLBACK_URL: {exc}") from None

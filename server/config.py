@@ -112,6 +112,7 @@ class Settings:
     oss_sdk_sri: str | None
     form_upload: str
     form_upload_types: tuple[str, ...]
+    destinations_file: str | None = None
     rejected_action: str = "delete"
     quarantine_prefix: str = "quarantine/"
     sweep_interval_seconds: int = 60
@@ -228,24 +229,42 @@ def _origins(reader: _Reader) -> tuple[str, ...]:
         raise ConfigError(f"OSSGATE_CORS_ORIGINS: {exc}") from None
 
 
+def check_prefix_template(template: str) -> None:
+    """Raise ``ValueError`` (its text completes "<setting> …") unless ``template`` is a safe
+    key prefix template: ``{user}`` once, ending in ``/``, plain characters around it."""
+    literal = template.replace("{user}", "")
+    if template.count("{user}") != 1:
+        raise ValueError(
+            "must contain {user} exactly once, so every user gets a prefix of their own; "
+            f"got {template!r}"
+        )
+    if not template.endswith("/") or template.startswith("/"):
+        raise ValueError(f"must end with '/' and not start with one; got {template!r}")
+    if not _PREFIX_LITERAL.match(literal) or "//" in template or ".." in template:
+        raise ValueError(
+            "may hold only letters, digits, '.', '_', '-' and '/' around {user} (no "
+            f"wildcards, '..' or '//'); got {template!r}"
+        )
+
+
+def check_content_types(types: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The types as a tuple; raise ``ValueError`` for one that is not ``type/sub``,
+    ``type/*`` or ``*/*``."""
+    for value in types:
+        if not _CONTENT_TYPE.match(value) or value.startswith("*/") and value != "*/*":
+            raise ValueError(
+                f"must list types such as image/*, application/pdf or */*; {value!r} is not one"
+            )
+    return tuple(types)
+
+
 def _prefix_template(reader: _Reader) -> str:
     template = reader.text("OSSGATE_UPLOAD_PREFIX", DEFAULT_PREFIX)
     assert template is not None
-    literal = template.replace("{user}", "")
-    if template.count("{user}") != 1:
-        raise ConfigError(
-            "OSSGATE_UPLOAD_PREFIX must contain {user} exactly once, so every user gets a "
-            f"prefix of their own; got {template!r}"
-        )
-    if not template.endswith("/") or template.startswith("/"):
-        raise ConfigError(
-            f"OSSGATE_UPLOAD_PREFIX must end with '/' and not start with one; got {template!r}"
-        )
-    if not _PREFIX_LITERAL.match(literal) or "//" in template or ".." in template:
-        raise ConfigError(
-            "OSSGATE_UPLOAD_PREFIX may hold only letters, digits, '.', '_', '-' and '/' around "
-            f"{{user}} (no wildcards, '..' or '//'); got {template!r}"
-        )
+    try:
+        check_prefix_template(template)
+    except ValueError as exc:
+        raise ConfigError(f"OSSGATE_UPLOAD_PREFIX {exc}") from None
     return template
 
 
@@ -276,13 +295,10 @@ def _quarantine_prefix(reader: _Reader, upload_prefix: str) -> str:
 
 def _types(reader: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     types = tuple(t.lower() for t in reader.items(name)) or default
-    for value in types:
-        if not _CONTENT_TYPE.match(value) or value.startswith("*/") and value != "*/*":
-            raise ConfigError(
-                f"{name} must be a comma-separated list of types such as "
-                f"image/*, application/pdf or */*; {value!r} is not one"
-            )
-    return types
+    try:
+        return check_content_types(types)
+    except ValueError as exc:
+        raise ConfigError(f"{name} (comma-separated) {exc}") from None
 
 
 def derive_key(secret: str, purpose: str) -> bytes:
@@ -495,6 +511,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         **_sdk_source(r),
         form_upload=_choice(r, "OSSGATE_FORM_UPLOAD", ("off", "auto", "always"), "off"),
         form_upload_types=_types(r, "OSSGATE_FORM_UPLOAD_TYPES", default=()),
+        destinations_file=r.text("OSSGATE_DESTINATIONS_FILE"),
         rejected_action=_choice(r, "OSSGATE_REJECTED_ACTION", ("delete", "quarantine"), "delete"),
         quarantine_prefix=_quarantine_prefix(r, upload_prefix),
         sweep_interval_seconds=r.integer("OSSGATE_SWEEP_INTERVAL_SECONDS", 60, 1, 86_400),

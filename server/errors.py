@@ -29,16 +29,25 @@ class APIError(Exception):
         code: str,
         message: str,
         headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        #: More keys of the error object, naming what was refused (``{"destination": …}``).
+        self.details = details or {}
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None):
-    response = jsonify(error={"code": code, "message": message})
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
+):
+    response = jsonify(error={**(details or {}), "code": code, "message": message})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -144,7 +153,7 @@ def bound_json_depth(app: Flask) -> None:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(APIError)
     def _api_error(exc: APIError):
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.details)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

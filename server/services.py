@@ -20,6 +20,7 @@ from server.config import Settings
 from server.credentials.cache import CredentialCache
 from server.credentials.grants import GrantNotRecorded
 from server.credentials.sts_client import StsClient, StsCredentials
+from server.destinations.catalog import Destinations
 from server.destinations.destination import Destination
 from server.uploads.grant_log import GrantLog
 from server.uploads.records import UploadRecords
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Services:
     settings: Settings
-    destination: Destination
+    destinations: Destinations
     sts_client: StsClient
     credentials: CredentialCache
     rate_limit: UserRateLimit
@@ -40,6 +41,11 @@ class Services:
     key_store: PublicKeyStore
     server_bucket: ServerBucket
     grant_log: GrantLog
+
+    @property
+    def destination(self) -> Destination:
+        """The default destination (the one a request that names none uses)."""
+        return self.destinations.default
 
     def note_grant(
         self, user: UserKey, destination: Destination, prefix: str, credentials: StsCredentials

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import oss2
@@ -31,25 +32,25 @@ HEAD_TIMEOUT_SECONDS = 3
 
 def listing_prefix(destination: Destination) -> str:
     """The literal part of the prefix template before ``{user}`` (``uploads/``)."""
-    return destination.prefix_template.partition("{user}")[0]
+    return destination.literal_prefix
 
 
-def server_policy(destination: Destination, quarantine_prefix: str | None = None) -> str:
-    """The server's session policy: list, read and delete under the destination's prefix,
+def server_policy(destinations: Sequence[Destination], quarantine_prefix: str | None = None) -> str:
+    """The server's session policy: list, read and delete under every destination's prefix,
     plus writing under ``quarantine_prefix`` when rejected objects are moved there."""
-    prefix = listing_prefix(destination)
-    bucket = destination.bucket
+    bucket = destinations[0].bucket
+    prefixes = sorted({listing_prefix(d) for d in destinations})
     statements: list[dict] = [
         {
             "Effect": "Allow",
             "Action": ["oss:ListObjects"],
             "Resource": [f"acs:oss:*:*:{bucket}"],
-            "Condition": {"StringLike": {"oss:Prefix": [f"{prefix}*"]}},
+            "Condition": {"StringLike": {"oss:Prefix": [f"{p}*" for p in prefixes]}},
         },
         {
             "Effect": "Allow",
             "Action": ["oss:GetObject", "oss:DeleteObject"],
-            "Resource": [f"acs:oss:*:*:{bucket}/{prefix}*"],
+            "Resource": [f"acs:oss:*:*:{bucket}/{p}*" for p in prefixes],
         },
     ]
     if quarantine_prefix is not None:
@@ -84,15 +85,17 @@ class ServerBucket:
     """
 
     def __init__(
-        self, settings: Settings, destination: Destination, cache: CredentialCache
+        self, settings: Settings, destinations: Sequence[Destination], cache: CredentialCache
     ) -> None:
         self.settings = settings
-        self.destination = destination
+        self.bucket_name = destinations[0].bucket
         self.cache = cache
         self.endpoint = oss_endpoint(settings)
         quarantine = settings.rejected_action == "quarantine"
-        self.policy = server_policy(destination, settings.quarantine_prefix if quarantine else None)
-        self._cache_key = f"server:{destination.name}:{policy_fingerprint(self.policy)}"
+        self.policy = server_policy(
+            destinations, settings.quarantine_prefix if quarantine else None
+        )
+        self._cache_key = f"server:{policy_fingerprint(self.policy)}"
         self._session = oss2.Session()
         self._session.session.trust_env = False
         self._proxies = requests.utils.get_environ_proxies(self.endpoint) or None
@@ -116,7 +119,7 @@ class ServerBucket:
             bucket = oss2.Bucket(
                 auth,
                 self.endpoint,
-                self.destination.bucket,
+                self.bucket_name,
                 region=self.settings.region_id,
                 session=self._session,
                 connect_timeout=HEAD_TIMEOUT_SECONDS,

@@ -84,8 +84,8 @@ class BucketPlan:
 
 
 def configured_destinations(app: Services) -> list[Destination]:
-    """The app's destinations. Today there is one, ``default``; named destinations join here."""
-    return [app.destination]
+    """The app's destinations (``OSSGATE_DESTINATIONS_FILE``, or the one default)."""
+    return list(app.destinations)
 
 
 def for_bucket(destinations: Sequence[Destination], bucket_name: str) -> list[Destination]:

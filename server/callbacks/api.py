@@ -22,6 +22,8 @@ from flask import Blueprint, jsonify, request
 
 from server.callbacks.binding import UnboundCallback, verify_binding
 from server.callbacks.verify import CallbackError, verify_callback_request
+from server.destinations.catalog import UnknownDestination
+from server.destinations.destination import Destination
 from server.errors import APIError
 from server.services import services
 from server.uploads.answer import judge_for_answer
@@ -61,32 +63,33 @@ def oss_callback():
         log.warning("callback refused: %s (%s)", exc.code, type(exc).__name__)
         raise APIError(exc.status, exc.code, str(exc)) from None
 
-    destination = app.destination
     if not callback.bucket or not callback.object:
         raise APIError(
             400,
             "incomplete_callback",
             "The callback body must carry ${bucket} and ${object} (see OSSGATE_CALLBACK_BODY).",
         )
-    owner = _bound_owner(callback.bucket, callback.object)
+    destination, owner = _bound_grant(callback.bucket, callback.object)
     evidence = Evidence(
         key=callback.object, owner=owner, source=SOURCE_CALLBACK, custom=callback.custom
     )
     return jsonify(judge_for_answer(evidence, destination))
 
 
-def _bound_owner(bucket: str, key: str) -> str:
-    """The user the callback's grant binding names, once the object is known to be theirs.
+def _bound_grant(bucket: str, key: str) -> tuple[Destination, str]:
+    """The destination and user the callback's grant binding names, once the object is
+    known to be under that user's prefix there.
 
     Every refusal here happens before anything looks at the object, and none of them depends
     on whether the named key exists, so a callback naming someone else's key learns nothing.
     """
-    destination = services().destination
+    app = services()
+    callback = app.settings.callback
     try:
-        if destination.callback is None or not destination.callback.binding_key:
+        if callback is None or not callback.binding_key:
             raise UnboundCallback("no callback is configured, so no binding was ever issued")
         binding = verify_binding(
-            request.args.to_dict(flat=False), destination.callback.binding_key, destination.bucket
+            request.args.to_dict(flat=False), callback.binding_key, app.settings.oss_bucket
         )
     except UnboundCallback as exc:
         log.warning("callback refused: unbound_callback (%s)", exc)
@@ -96,8 +99,12 @@ def _bound_owner(bucket: str, key: str) -> str:
             "This callback carries no valid grant binding: use the callback parameters "
             "ossgate hands out with upload credentials.",
         ) from None
-    if binding.destination != destination.name:
-        raise APIError(403, "outside_grant", "The callback's grant is for another destination.")
+    try:
+        destination = app.destinations.get(binding.destination)
+    except UnknownDestination:
+        raise APIError(
+            403, "outside_grant", "The callback's grant is for a destination no longer served."
+        ) from None
     if bucket != destination.bucket:
         raise APIError(403, "wrong_bucket", "This callback is for a bucket ossgate does not serve.")
     if destination.owner_of(key) != binding.user:
@@ -105,4 +112,4 @@ def _bound_owner(bucket: str, key: str) -> str:
         raise APIError(
             403, "outside_grant", "The callback's object is not under its grant's upload prefix."
         )
-    return binding.user
+    return destination, binding.user

@@ -31,7 +31,7 @@ def sweep_now(app_services: Services) -> SweepReport:
     """One sweep with the app's parts (the worker's pass; also what tests and demo call)."""
     return sweep(
         grant_log=app_services.grant_log,
-        destinations={app_services.destination.name: app_services.destination},
+        destinations=app_services.destinations.by_name,
         bucket=app_services.server_bucket.bucket(),
         records=app_services.records,
         disposal=app_services.disposal,

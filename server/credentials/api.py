@@ -16,6 +16,7 @@ from server.auth.bearer import current_user, require_user
 from server.config import Settings
 from server.credentials.grants import UploadGrant
 from server.credentials.issue import issue_grant
+from server.destinations.choice import choose_destination
 from server.errors import APIError
 from server.services import services
 
@@ -39,6 +40,7 @@ def _browser_shape(grant: UploadGrant, settings: Settings) -> dict:
         "bucket": grant.destination.bucket,
         "endpoint": endpoint,
         "secure": not (endpoint or "").startswith("http://"),
+        "destination": grant.destination.name,
         "prefix": grant.prefix,
         "callback": grant.callback,
         "limits": {
@@ -64,17 +66,27 @@ def _mobile_shape(grant: UploadGrant) -> dict:
 def sts_token():
     """STS credentials confined to the caller's prefix, plus callback parameters and limits.
 
-    Query: ``format=mobile`` for the mobile SDK shape. Response: see DESIGN.md §3.
-    Errors: 401 (token), 429 (rate limit, with Retry-After), 503 (STS unreachable or
-    throttling, with Retry-After), 500 (server misconfigured; details only in the log).
+    Body (POST, optional JSON): ``{"destination": NAME}``; query ``destination=NAME`` (GET)
+    and ``format=mobile`` for the mobile SDK shape. Response: the browser shape above, with
+    ``destination``. Errors: 401 (token), 403 ``destination_forbidden``, 404
+    ``unknown_destination``, 429 (rate limit, with Retry-After), 503 (STS unreachable or
+    throttling, or the grant cannot be recorded; with Retry-After), 500 (server
+    misconfigured; details only in the log).
     """
     shape = request.args.get("format", "browser")
     if shape not in ("browser", "mobile"):
         raise APIError(400, "invalid_request", "format must be 'mobile' or left out")
-    user = current_user().user
+    caller = current_user()
+    user = caller.user
     app_services = services()
     app_services.rate_limit.check(user.key)
-    grant = issue_grant(user, app_services)
+    if request.method == "GET":
+        name = request.args.get("destination")
+    else:
+        body = request.get_json(silent=True) if request.content_length else None
+        name = body.get("destination") if isinstance(body, dict) else None
+    destination = choose_destination(app_services.destinations, name, caller.claims)
+    grant = issue_grant(user, destination, app_services)
     if shape == "mobile":
         body = _mobile_shape(grant)
     else:

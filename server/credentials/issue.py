@@ -13,21 +13,22 @@ import logging
 from server.auth.identity import UserKey
 from server.credentials.grants import GrantNotRecorded, UploadGrant, grant_upload
 from server.credentials.sts_client import StsConfigurationError, StsUnavailable
+from server.destinations.destination import Destination
 from server.errors import APIError
 from server.services import Services, services
 
 log = logging.getLogger(__name__)
 
 
-def issue_grant(user: UserKey, app_services: Services | None = None) -> UploadGrant:
-    """The user's grant for the default destination, STS failures mapped to HTTP errors:
-    503 with Retry-After while STS is unreachable or throttling, a generic 500 (details only
-    in the log) when STS refuses the server's configuration."""
+def issue_grant(
+    user: UserKey, destination: Destination, app_services: Services | None = None
+) -> UploadGrant:
+    """The user's grant for ``destination``, failures mapped to HTTP errors (above)."""
     app_services = app_services or services()
     try:
         return grant_upload(
             user,
-            app_services.destination,
+            destination,
             app_services.credentials,
             on_issued=app_services.note_grant,
         )

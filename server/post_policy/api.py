@@ -13,6 +13,7 @@ from flask import Blueprint, jsonify, request
 
 from server.auth.bearer import current_user, require_user
 from server.credentials.issue import issue_grant
+from server.destinations.choice import choose_destination
 from server.errors import APIError
 from server.post_policy.request import MAX_BODY_BYTES, parse_upload_request
 from server.post_policy.signing import build_post_policy
@@ -26,14 +27,16 @@ bp = Blueprint("post_policy", __name__, url_prefix="/api")
 def post_policy():
     """A V4-signed PostObject form for one upload.
 
-    Request (JSON): ``{"filename": str, "size": int, "contentType": str}``.
-    Response: ``{"url", "fields", "key", "expiresAt"}`` with ``Cache-Control: no-store``; post
-    every field of ``fields`` and then ``file`` (at most ``size`` bytes) to ``url``.
-    Errors: 400 (malformed), 401 (token), 413 (size over the limit), 415 (type not allowed, or
-    a body that is not JSON), 429 (rate limit), 503 (STS unavailable), 500 (misconfigured).
+    Request (JSON): ``{"filename": str, "size": int, "contentType": str, "destination"?: str}``.
+    Response: ``{"url", "fields", "key", "expiresAt", "destination"}`` with ``Cache-Control:
+    no-store``; post every field of ``fields`` and then ``file`` (at most ``size`` bytes) to
+    ``url``. Errors: 400 (malformed), 401 (token), 403 ``destination_forbidden``, 404
+    ``unknown_destination``, 413 (size over the limit), 415 (type not allowed, or a body that
+    is not JSON), 429 (rate limit), 503 (STS unavailable), 500 (misconfigured).
     """
     app_services = services()
-    user = current_user().user
+    caller = current_user()
+    user = caller.user
     app_services.rate_limit.check(user.key)
     if not request.is_json:
         raise APIError(
@@ -42,8 +45,10 @@ def post_policy():
             'Send {"filename", "size", "contentType"} as JSON (Content-Type: application/json).',
         )
     request.max_content_length = MAX_BODY_BYTES
-    destination = app_services.destination
-    upload = parse_upload_request(request.get_json(silent=True), destination.max_bytes)
+    body = request.get_json(silent=True)
+    name = body.get("destination") if isinstance(body, dict) else None
+    destination = choose_destination(app_services.destinations, name, caller.claims)
+    upload = parse_upload_request(body, destination.max_bytes)
     if not destination.allows_content_type(upload.content_type):
         raise APIError(
             415,
@@ -51,7 +56,7 @@ def post_policy():
             f"Files of type {upload.content_type} cannot be uploaded here; allowed: "
             f"{', '.join(destination.content_types)}.",
         )
-    grant = issue_grant(user)
+    grant = issue_grant(user, destination, app_services)
     settings = app_services.settings
     policy = build_post_policy(
         grant,
@@ -66,6 +71,7 @@ def post_policy():
         fields=policy.fields,
         key=policy.key,
         expiresAt=policy.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        destination=destination.name,
     )
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

@@ -79,9 +79,10 @@ def confirm_upload():
     key = body.get("key") if isinstance(body, dict) else None
     if not isinstance(key, str) or not key or len(key.encode()) > MAX_KEY_BYTES:
         raise APIError(400, "invalid_request", 'Send {"key": "<the uploaded object\'s key>"}.')
-    destination = app_services.destination
-    if destination.owner_of(key) != user.key:
+    found = app_services.destinations.for_key(key)
+    if found is None or found[1] != user.key:
         raise APIError(403, "outside_prefix", "You can only confirm uploads under your prefix.")
+    destination = found[0]
     response = jsonify(
         judge_for_answer(Evidence(key=key, owner=user.key, source=SOURCE_CONFIRM), destination)
     )

@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 
 from server.credentials.sts_client import StsError
 from server.services import services
-from server.uploads.reconcile import reconcile
+from server.uploads.reconcile import ReconcileReport, reconcile
 
 uploads_group = AppGroup("uploads", help="Upload records.")
 
@@ -34,13 +34,16 @@ def reconcile_command(since: str | None) -> None:
     since_time = _since(since)
     try:
         bucket = app_services.server_bucket.bucket()
-        report = reconcile(
-            bucket,
-            app_services.destination,
-            app_services.records,
-            since=since_time,
-            disposal=app_services.disposal,
-        )
+        report = ReconcileReport()
+        for destination in app_services.destinations:
+            reconcile(
+                bucket,
+                destination,
+                app_services.records,
+                since=since_time,
+                disposal=app_services.disposal,
+                report=report,
+            )
     except StsError as exc:
         raise click.ClickException(f"STS refused the reconcile credentials: {exc}") from None
     except oss2.exceptions.OssError as exc:

@@ -105,6 +105,7 @@ def reconcile(
     *,
     since: datetime | None = None,
     disposal: Disposal = DELETE,
+    report: ReconcileReport | None = None,
 ) -> ReconcileReport:
     """The full pass: every user prefix of ``destination``, whatever their activity."""
     return judge_prefix(
@@ -115,4 +116,5 @@ def reconcile(
         source=SOURCE_RECONCILE,
         disposal=disposal,
         since=since,
+        report=report,
     )

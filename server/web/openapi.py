@@ -37,7 +37,13 @@ _TOKEN_RESPONSES = {
     "401": _UNAUTHORIZED,
     "429": _error_response("Too many credential requests for this user.", retry_after=True),
     "500": _error_response("Server misconfigured (details in the server log)."),
+    "403": _error_response("The caller's token does not meet the destination's required claims."),
+    "404": _error_response("No such destination."),
     "503": _error_response("STS unreachable or throttling.", retry_after=True),
+}
+_DESTINATION_FIELD = {
+    "type": "string",
+    "description": "a destination's name (GET /api/destinations); the default when left out",
 }
 
 _SCHEMAS: dict = {
@@ -79,6 +85,7 @@ _SCHEMAS: dict = {
             "bucket",
             "endpoint",
             "secure",
+            "destination",
             "prefix",
             "callback",
             "limits",
@@ -92,6 +99,7 @@ _SCHEMAS: dict = {
             "bucket": {"type": "string"},
             "endpoint": {"type": ["string", "null"]},
             "secure": {"type": "boolean"},
+            "destination": {"type": "string"},
             "prefix": {"type": "string"},
             "callback": {"oneOf": [{"$ref": "#/components/schemas/Callback"}, {"type": "null"}]},
             "limits": {
@@ -192,12 +200,24 @@ _SCHEMAS: dict = {
     "PostPolicy": {
         "type": "object",
         "description": "Post every field, then the file as the last part, to url (form-data)",
-        "required": ["url", "fields", "key", "expiresAt"],
+        "required": ["url", "fields", "key", "expiresAt", "destination"],
         "properties": {
+            "destination": {"type": "string"},
             "url": {"type": "string"},
             "fields": {"type": "object", "additionalProperties": {"type": "string"}},
             "key": {"type": "string"},
             "expiresAt": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Destination": {
+        "type": "object",
+        "required": ["name", "prefix", "maxBytes", "contentTypes", "formUpload"],
+        "properties": {
+            "name": {"type": "string"},
+            "prefix": {"type": "string", "description": "the key prefix template ({user})"},
+            "maxBytes": {"type": "integer"},
+            "contentTypes": {"type": "array", "items": {"type": "string"}},
+            "formUpload": {"type": "string", "enum": ["off", "auto", "always"]},
         },
     },
     "Health": {
@@ -222,6 +242,14 @@ _TOKEN_OPERATION = {
             "description": "mobile: the Alibaba Cloud mobile SDK shape",
         }
     ],
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"destination": _DESTINATION_FIELD}}
+            }
+        },
+    },
     "responses": {
         "200": {
             "description": "Credentials (Cache-Control: no-store)",
@@ -239,6 +267,15 @@ _TOKEN_OPERATION = {
         "400": _error_response("Unknown format."),
         **_TOKEN_RESPONSES,
     },
+}
+
+#: The mobile shape is a GET: no body, the destination in the query.
+_TOKEN_GET_OPERATION = {
+    **{k: v for k, v in _TOKEN_OPERATION.items() if k != "requestBody"},
+    "parameters": [
+        *_TOKEN_OPERATION["parameters"],
+        {"name": "destination", "in": "query", "required": False, "schema": _DESTINATION_FIELD},
+    ],
 }
 
 _PATHS: dict = {
@@ -376,7 +413,33 @@ _PATHS: dict = {
             },
         }
     },  # fmt: skip
-    "/api/sts-token": {"post": _TOKEN_OPERATION, "get": _TOKEN_OPERATION},
+    "/api/destinations": {
+        "get": {
+            "summary": "The destinations the caller may use, with their limits",
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {
+                    "description": "In the configuration's order (Cache-Control: no-store)",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["destinations", "default"],
+                                "properties": {
+                                    "destinations": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Destination"},
+                                    },
+                                    "default": {"type": ["string", "null"]},
+                                },
+                            }
+                        }
+                    },
+                },
+                "401": _UNAUTHORIZED,
+            },
+        }
+    },
     "/healthz": {
         "get": {
             "summary": "Liveness",
@@ -490,6 +553,7 @@ def _post_policy_operation(max_bytes: int) -> dict:
                                     "maxLength": MAX_CONTENT_TYPE_CHARS,
                                     "pattern": CONTENT_TYPE_PATTERN,
                                 },
+                                "destination": _DESTINATION_FIELD,
                             },
                         }
                     }
@@ -514,9 +578,9 @@ def _post_policy_operation(max_bytes: int) -> dict:
 def document() -> dict:
     """The OpenAPI document for this app (the dev login only when it is enabled)."""
     paths = dict(_PATHS)
-    paths["/api/post-policy"] = _post_policy_operation(
-        current_app.config["OSSGATE"].max_upload_bytes
-    )
+    paths["/api/sts-token"] = {"post": _TOKEN_OPERATION, "get": _TOKEN_GET_OPERATION}
+    largest = max(d.max_bytes for d in current_app.extensions["ossgate"].destinations)
+    paths["/api/post-policy"] = _post_policy_operation(largest)
     if "dev_login" in current_app.blueprints:
         paths["/api/dev/login"] = _DEV_LOGIN
     return {

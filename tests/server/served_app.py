@@ -35,12 +35,21 @@ class Served:
     url: str
     answers: list[tuple[int, dict]]  # what /oss/callback answered OSS, in order
 
-    def token(self, subject: str) -> dict:
-        response = requests.post(
-            f"{self.url}/api/sts-token", headers=bearer(jwt_for(subject)), timeout=10
-        )
+    def token(self, subject: str, destination: str | None = None, **claims) -> dict:
+        response = self.ask_token(subject, destination, **claims)
         assert response.status_code == 200, response.text
         return response.json()
+
+    def ask_token(
+        self, subject: str, destination: str | None = None, **claims
+    ) -> requests.Response:
+        body = {"destination": destination} if destination is not None else None
+        return requests.post(
+            f"{self.url}/api/sts-token",
+            json=body,
+            headers=bearer(jwt_for(subject, **claims)),
+            timeout=10,
+        )
 
     def uploads(self, subject: str, **query: str) -> list[dict]:
         response = requests.get(

@@ -333,7 +333,8 @@ def test_response_shape_and_conditions(client: FlaskClient, emulator: Emulator) 
     assert response.status_code == 200, response.get_json()
     assert response.headers["Cache-Control"] == "no-store"
     body = response.get_json()
-    assert set(body) == {"url", "fields", "key", "expiresAt"}
+    assert set(body) == {"url", "fields", "key", "expiresAt", "destination"}
+    assert body["destination"] == "default"
     assert body["url"] == f"{emulator.oss_endpoint}/{emulator.config.bucket}"
     _assert_inside(body["key"], f"uploads/{subject}/")
     assert body["key"].endswith("/a b.txt")

@@ -20,6 +20,7 @@ from server.cli.worker import worker_command
 from server.emulator.runner import Emulator
 from server.uploads.grant_log import UPLOAD_GRACE_SECONDS, GrantLog
 from server.uploads.records import UploadRecords, make_engine
+from tests.server.processes import upgrade_database
 from tests.server.served_app import Served, as_user
 from tests.server.tokens import bearer, jwt_for
 from tests.support import root_bucket
@@ -103,10 +104,17 @@ def grant_log(request: pytest.FixtureRequest, tmp_path) -> GrantLog:
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
-    return GrantLog(UploadRecords(make_engine(url.rsplit("/", 1)[0] + f"/{name}")).engine)
+    database = upgrade_database_url(url.rsplit("/", 1)[0] + f"/{name}")
+    return GrantLog(UploadRecords(make_engine(database)).engine)
 
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def upgrade_database_url(url: str) -> str:
+    """A new PostgreSQL database, upgraded as ``ossgate db upgrade`` would."""
+    upgrade_database(url)
+    return url
 
 
 def _grant(log: GrantLog, user: str, expires: datetime, now: datetime = T0) -> None:
@@ -166,7 +174,7 @@ def test_postgres_workers_never_claim_the_same_prefix(postgres_url: str) -> None
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
-    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    url = upgrade_database_url(postgres_url.rsplit("/", 1)[0] + f"/{name}")
     log = GrantLog(UploadRecords(make_engine(url)).engine)
     for i in range(6):
         _grant(log, f"u{i}", T0 + timedelta(hours=1))
