@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 
-from bench import callback_endpoint, page_upload, token_endpoint
+from bench import callback_endpoint, page_upload, sweep, token_endpoint
 from bench.harness import Benchmark, Options, Row, format_table, quiet_third_party_logs
 from bench.processes import GUNICORN_SETTINGS
 from bench.wrk import WrkMissing, wrk_binary
@@ -23,6 +23,7 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark("token", token_endpoint.run),
     Benchmark("callback", callback_endpoint.run),
     Benchmark("page_upload", page_upload.run),
+    Benchmark("sweep", sweep.run),
 ]
 
 
