@@ -148,6 +148,9 @@ function describe(error) {
       return t('err_unavailable');
     case 'credentials':
       return t('err_credentials', { code: error.code });
+    case 'rejected':
+      // The server's own sentence (what broke, and that the file was removed).
+      return t('err_rejected', { message: error.message });
     case 'unconfirmed':
       return t('unconfirmedHelp');
     default:
@@ -246,8 +249,9 @@ function renderRow(upload) {
   part('.state').textContent = t(`status_${upload.status}`);
 
   const bar = /** @type {HTMLProgressElement} */ (li.querySelector('progress'));
+  // Every byte was sent for these three, whatever the verdict.
   bar.value = upload.status === Status.DONE || upload.status === Status.UNCONFIRMED
-    ? 1 : upload.fraction;
+    || upload.status === Status.REJECTED ? 1 : upload.fraction;
 
   const parts = part('.parts');
   parts.textContent = upload.mode === 'multipart' && upload.partsTotal
@@ -275,6 +279,8 @@ function renderRow(upload) {
     delete li.dataset.error;
     if (upload.status === Status.DONE && !(data && data.recordId !== undefined)) {
       text = t('doneNoCallback');
+    } else if (upload.status === Status.UPLOADING && upload.confirming) {
+      text = t('confirming');
     } else if (upload.status === Status.UPLOADING && upload._cancelRequested) {
       text = t('cancelling');
     } else if (upload.status === Status.UPLOADING && upload.resumedParts > 0) {

@@ -12,10 +12,11 @@
  *   const outcome = await upload.done;                         // the Upload itself
  *
  * What it takes care of:
- * - Where ossgate is: every endpoint (`tokenUrl`, `postPolicyUrl`, `uploadsUrl`) is resolved
- *   against `baseUrl`, which defaults to the ossgate server the module was loaded from (its
- *   `import.meta.url`), not the page's origin. A copy of the module (npm package, single
- *   file) has no such default: give it `baseUrl`.
+ * - Where ossgate is: every endpoint (`tokenUrl`, `postPolicyUrl`, `uploadsUrl`, `confirmUrl`)
+ *   is resolved against `baseUrl`, which defaults to the ossgate server the module was loaded
+ *   from (its `import.meta.url`), not the page's origin. A copy of the module (npm package,
+ *   single file) has no such default: give it `baseUrl` (or absolute endpoints; `confirmUrl`
+ *   then follows `uploadsUrl`).
  * - Credentials: POST /api/sts-token with the bearer token (never in a URL). The answer goes to
  *   ali-oss as is; `refreshSTSToken` fetches a new one on ali-oss's timer, with an interval
  *   below the credential lifetime. ali-oss stamps its refresh time *before* the new token
@@ -23,9 +24,16 @@
  *   race). Every request therefore first awaits `CredentialSource.ensureFresh()`: credentials
  *   that expire within `refreshMarginMs` are replaced before use, and all refreshes go through
  *   one in-flight request (single flight), however many uploads ask at once.
- * - The callback parameters of the token answer go into every upload, so the server records
- *   it; the callback's JSON (with its `recordId`) becomes `upload.result.data`. A 203
- *   `CallbackFailed` means "stored, not confirmed": status `unconfirmed`, neither done nor failed.
+ * - Verdicts: the callback parameters of the token answer go into every upload, so ossgate
+ *   judges it once it is stored, and the callback's answer becomes `upload.result.data`:
+ *   `{status: 'recorded', recordId, …}` (status `done`), or `{status: 'rejected', reason,
+ *   message}` when the upload broke a rule of its destination and ossgate removed it (status
+ *   `rejected`; `upload.error` is a `rejected` OssgateError with the server's message, its
+ *   code the reason; not retryable). A 203 `CallbackFailed` (ossgate was not told) or an
+ *   answer that is missing or not JSON makes the Uploader ask for the verdict itself, POST
+ *   `confirmUrl` `{key}`, so the upload still ends done or rejected; only when that fails
+ *   too (503 or no answer, after a couple of tries) does it stay `unconfirmed`: stored, and
+ *   ossgate's sweep judges it shortly.
  * - Files from `multipartThreshold` bytes up use `multipartUpload` with `parallel` parts; its
  *   checkpoint is kept in localStorage after every part, so a reloaded page that is given the
  *   same file again resumes instead of starting over. Smaller files use one `put`.
@@ -45,9 +53,9 @@
  *   `multipartThreshold`), `form` (every non-empty file as a form), or `auto` (the default:
  *   a form for the files `formUpload` / `formUploadTypes` select, credentials otherwise).
  * - Errors are classified (`OssgateError.kind`): cors, network, session, denied, credentials,
- *   limits, unconfirmed, cancelled, rate_limited, unavailable, server.
+ *   limits, rejected, unconfirmed, cancelled, rate_limited, unavailable, server.
  *
- * Upload statuses: queued, uploading, done, unconfirmed, error, cancelled.
+ * Upload statuses: queued, uploading, done, rejected, unconfirmed, error, cancelled.
  *
  * This file is the module's one entry point; the code lives in upload/, one file per
  * concern: options.js (defaults, modes, checks), api.js (ossgate's API), credentials.js,

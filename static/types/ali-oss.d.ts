@@ -72,6 +72,17 @@ declare namespace AliOss {
     headers: Record<string, string | undefined>;
   }
 
+  /** What `request` is given (`x-oss-callback` is among the headers of a callback upload). */
+  interface RequestParams {
+    headers?: Record<string, string | undefined>;
+  }
+
+  /** What `request` answers: `data` is the body (a string from XhrTransport). */
+  interface RequestResult {
+    status: number;
+    data: unknown;
+  }
+
   interface Client {
     options: ClientOptions;
     urllib: HttpClient;
@@ -80,7 +91,7 @@ declare namespace AliOss {
     /** How a part's bytes are read (ali-oss copies them into a Buffer; ossgate slices). */
     _createBuffer: (file: Blob, start: number, end: number) => Promise<Blob>;
     /** Signs and sends one request; every other method goes through it. */
-    request: (params: object) => Promise<unknown>;
+    request: (params: RequestParams) => Promise<RequestResult>;
     put(
       name: string,
       file: Blob,

@@ -8,14 +8,17 @@ import { ossOrigin } from './oss.js';
 /** @import { Grant } from './credentials.js' */
 
 /**
- * What went wrong, as the user can act on it.
+ * What went wrong, as the user can act on it. `rejected`: the upload reached OSS, but it broke
+ * a rule of its destination, so ossgate removed it (the verdict's `reason` is the code).
  * @typedef {'cors' | 'network' | 'session' | 'denied' | 'credentials' | 'limits'
- *   | 'unconfirmed' | 'cancelled' | 'rate_limited' | 'unavailable' | 'server'} ErrorKind
+ *   | 'rejected' | 'unconfirmed' | 'cancelled' | 'rate_limited' | 'unavailable' | 'server'
+ * } ErrorKind
  */
 
 /**
  * More about some failures: a `limits` error's size, limit, type and allowed types; a
- * refusal of /api/post-policy's own code (`serverCode`); a `cors` error's page origin.
+ * refusal of /api/post-policy's own code (`serverCode`); a `cors` error's page origin; a
+ * `rejected` error's reason (`too_large`, `type_not_allowed`, `overwrite_forbidden`).
  * @typedef {object} ErrorDetail
  * @property {number} [size]
  * @property {number | null} [maxBytes]
@@ -23,6 +26,7 @@ import { ossOrigin } from './oss.js';
  * @property {string[] | null} [allowed]
  * @property {string} [serverCode]
  * @property {string} [origin]
+ * @property {string} [reason]
  */
 
 /**
@@ -164,4 +168,17 @@ async function requestFailure(info, origin, fetch) {
   }
   return new OssgateError('network', 'The network connection was lost.',
     { ...info, code: 'network' });
+}
+
+/**
+ * The `rejected` error of a verdict (`{"status": "rejected", "reason", "message"}`): the
+ * server's message as it is (it says which rule broke and that the file was removed), the
+ * reason as the code and in the detail.
+ * @param {{reason?: unknown, message?: unknown}} answer
+ */
+export function rejectionError(answer) {
+  const reason = typeof answer.reason === 'string' && answer.reason ? answer.reason : 'rejected';
+  const message = typeof answer.message === 'string' && answer.message
+    ? answer.message : 'The upload was rejected and removed.';
+  return new OssgateError('rejected', message, { code: reason, detail: { reason } });
 }

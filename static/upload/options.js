@@ -34,7 +34,7 @@ export function servedBase(moduleUrl) {
  * The options naming one of ossgate's endpoints, resolved against `baseUrl` (relative by
  * default, so a path prefix of `baseUrl` is kept; an absolute URL is taken as is).
  */
-const ENDPOINTS = /** @type {const} */ (['tokenUrl', 'uploadsUrl', 'postPolicyUrl']);
+const ENDPOINTS = /** @type {const} */ (['tokenUrl', 'uploadsUrl', 'postPolicyUrl', 'confirmUrl']);
 
 /** The `mode` option: how files are sent (see the module comment of ossgate-upload.js). */
 export const Mode = Object.freeze({
@@ -55,6 +55,7 @@ const MODES = new Set(Object.values(Mode));
  * @property {string} tokenUrl
  * @property {string} uploadsUrl
  * @property {string} postPolicyUrl
+ * @property {string} confirmUrl
  * @property {UploadMode} mode
  * @property {boolean | ((file: File) => boolean)} formUpload
  * @property {string[] | null} formUploadTypes
@@ -90,6 +91,8 @@ export const DEFAULTS = Object.freeze({
   tokenUrl: 'api/sts-token',
   uploadsUrl: 'api/uploads',
   postPolicyUrl: 'api/post-policy',
+  /** Where an upload whose callback failed (203 CallbackFailed) asks for its verdict. */
+  confirmUrl: 'api/uploads/confirm',
   /** How files are sent: Mode.AUTO, Mode.STS or Mode.FORM; see also setMode(). */
   mode: Mode.AUTO,
   /**
@@ -202,6 +205,11 @@ function resolveEndpoints(resolved) {
     base.hash = '';
   }
   resolved.baseUrl = base ? base.href : null;
+  if (!base && resolved.confirmUrl === DEFAULTS.confirmUrl) {
+    // A copy set up with absolute endpoints before confirmUrl existed keeps working: the
+    // confirm is POST <uploads>/confirm on ossgate.
+    resolved.confirmUrl = `${String(resolved.uploadsUrl).replace(/\/+$/, '')}/confirm`;
+  }
   for (const name of ENDPOINTS) {
     const value = resolved[name];
     try {

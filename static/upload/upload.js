@@ -9,7 +9,12 @@ export const Status = Object.freeze({
   QUEUED: 'queued',
   UPLOADING: 'uploading',
   DONE: 'done',
-  UNCONFIRMED: 'unconfirmed', // 203 CallbackFailed: the object is stored, the app was not told
+  // Stored, but ossgate's verdict is not known yet (its callback failed and so did the
+  // confirm); ossgate's sweep judges the object soon.
+  UNCONFIRMED: 'unconfirmed',
+  // Stored, then judged against the destination's rules and removed by ossgate: a failure
+  // that a retry would only repeat.
+  REJECTED: 'rejected',
   ERROR: 'error',
   CANCELLED: 'cancelled',
 });
@@ -22,12 +27,17 @@ export const Status = Object.freeze({
  */
 
 /**
- * The callback's JSON, as the app's callback answered it (ossgate's carries `recordId`).
- * @typedef {{recordId?: number} & Record<string, unknown>} CallbackData
+ * ossgate's verdict on an upload, as its callback (relayed by OSS) or POST
+ * /api/uploads/confirm answers: `{"status": "recorded", "recordId", "key", "size", "etag",
+ * "contentType", "destination"}`, or `{"status": "rejected", "reason", "message"}` when the
+ * upload broke a rule of its destination and was removed (server/uploads/answer.py).
+ * @typedef {{
+ *   status?: 'recorded' | 'rejected', recordId?: number, reason?: string, message?: string,
+ * } & Record<string, unknown>} CallbackData
  */
 
 /**
- * What a done upload left in OSS: its key, its ETag and the callback's answer (null without
+ * What a done or rejected upload left: its key, its ETag and ossgate's verdict (null without
  * a callback).
  * @typedef {object} UploadResult
  * @property {string} key
@@ -39,8 +49,8 @@ let uploadSequence = 0;
 
 /**
  * One file on its way to OSS. Listen for `change` (status, progress, speed, error); `done`
- * resolves (never rejects) with this Upload once it settles as done, unconfirmed, error or
- * cancelled.
+ * resolves (never rejects) with this Upload once it settles as done, rejected, unconfirmed,
+ * error or cancelled.
  */
 export class Upload extends EventTarget {
   /**
@@ -66,10 +76,17 @@ export class Upload extends EventTarget {
     this.partsTotal = 0;
     this.partsDone = 0;
     this.resumedParts = 0; // parts a checkpoint said were already in OSS
-    /** Set when done. @type {UploadResult | null} */
+    /** Set when done or rejected (the verdict is `result.data`). @type {UploadResult | null} */
     this.result = null;
-    /** Set on error and unconfirmed. @type {OssgateError | null} */
+    /** Set on error, rejected and unconfirmed. @type {OssgateError | null} */
     this.error = null;
+    /**
+     * True while the file is stored and ossgate is asked for its verdict (after a failed
+     * callback); it can no longer be cancelled then.
+     */
+    this.confirming = false;
+    /** Whether the last attempt asked OSS for a callback (so a verdict is due). */
+    this._callback = false;
     /** @type {AliOss.Client | null} */
     this._client = null;
     /** @type {XhrTransport | null} */
@@ -96,10 +113,13 @@ export class Upload extends EventTarget {
   /** Whether cancel() would do anything now. */
   get cancellable() {
     return this.status === Status.QUEUED
-      || (this.status === Status.UPLOADING && !this._cancelRequested);
+      || (this.status === Status.UPLOADING && !this._cancelRequested && !this.confirming);
   }
 
-  /** Failed or cancelled; a file refused by the limits would only be refused again. */
+  /**
+   * Failed or cancelled; a file refused by the limits would only be refused again, and so
+   * would a rejected one (not retryable).
+   */
   get retryable() {
     return (this.status === Status.ERROR && !(this.error && this.error.kind === 'limits'))
       || this.status === Status.CANCELLED;
@@ -131,6 +151,7 @@ export class Upload extends EventTarget {
   retry() {
     if (!this.retryable) return false;
     this.error = null;
+    this.result = null;
     this._cancelRequested = false;
     this.done = new Promise((resolve) => {
       this._settle = resolve;
@@ -189,6 +210,7 @@ export class Upload extends EventTarget {
   _finish(status, error = null) {
     this.status = status;
     this.error = error;
+    this.confirming = false;
     this._client = null;
     this._transport = null;
     this._emit();

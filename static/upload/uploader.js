@@ -1,12 +1,13 @@
 /**
  * Uploader: a queue of Uploads on shared credentials, each sent as a put, a multipart upload
- * or a form, retried once when the credentials or the multipart upload went stale.
+ * or a form, retried once when the credentials or the multipart upload went stale, and ended
+ * by ossgate's verdict (from the callback, or asked for when the callback failed).
  */
 
 import { apiFailure, bearerToken, reach } from './api.js';
 import { CheckpointStore } from './checkpoints.js';
 import { CredentialSource } from './credentials.js';
-import { OssgateError, classify, ossErrorOf } from './errors.js';
+import { OssgateError, classify, ossErrorOf, rejectionError } from './errors.js';
 import { checkLimits, contentTypeOf, formRefusal, policyRefusal, typeAllowed } from './limits.js';
 import { Mode, checkMode, uploaderOptions } from './options.js';
 import { ossClient } from './oss.js';
@@ -38,11 +39,25 @@ import { Status, Upload } from './upload.js';
  * @property {string} etag
  * @property {number} size
  * @property {string} contentType
- * @property {'callback' | 'reconcile'} source
+ * @property {string} destination
+ * @property {'accepted' | 'rejected'} status
+ * @property {string} [reason]  of a rejected one (`too_large`, `type_not_allowed`, …)
+ * @property {string} [message]  of a rejected one, for a person
+ * @property {'callback' | 'confirm' | 'sweep' | 'reconcile'} source
  * @property {Record<string, string>} custom
  * @property {string} createdAt
  * @property {string} updatedAt
  */
+
+/**
+ * Whether `data` is an answer of a callback or of the confirm (a JSON object); anything else
+ * (nothing, a body that was not JSON) leaves the verdict unknown.
+ * @param {unknown} data
+ * @returns {data is CallbackData}
+ */
+function isAnswer(data) {
+  return typeof data === 'object' && data !== null && !Array.isArray(data);
+}
 
 /**
  * A form's answer (the callback's JSON), or null when it is not JSON.
@@ -67,6 +82,20 @@ function jsonOrNull(text) {
 function callbackData(data) {
   return /** @type {CallbackData | null} */ (data ?? null);
 }
+
+/**
+ * Waits before asking again for the verdict of an upload whose callback failed, when ossgate
+ * answered 503 (its bucket or database unreachable for a moment), 429 or nothing at all.
+ * After the last one the upload stays `unconfirmed`: ossgate's sweep judges it later.
+ */
+const CONFIRM_BACKOFF_MS = [500, 1500];
+/** A Retry-After longer than this is not waited for (the sweep will judge the upload). */
+const CONFIRM_MAX_WAIT_MS = 5000;
+
+/** @param {number} ms */
+const sleep = (ms) => new Promise((resolve) => {
+  setTimeout(resolve, ms);
+});
 
 /**
  * Uploads files with credentials from ossgate; see the module comment of ossgate-upload.js.
@@ -196,15 +225,18 @@ export class Uploader extends EventTarget {
   }
 
   /**
-   * One page of the caller's upload records, newest first.
-   * @param {{limit?: number, cursor?: string | null}} [page]
+   * One page of the caller's upload records, newest first: the accepted ones, unless
+   * `status` says `rejected` or `all`.
+   * @param {{limit?: number, cursor?: string | null,
+   *   status?: 'accepted' | 'rejected' | 'all' | null}} [page]
    * @returns {Promise<{uploads: UploadRecord[], nextCursor: string | null}>}
    */
-  async listUploads({ limit = 20, cursor = null } = {}) {
+  async listUploads({ limit = 20, cursor = null, status = null } = {}) {
     const token = await bearerToken(this.options.getBearerToken);
     const url = new URL(this.options.uploadsUrl); // absolute: see uploaderOptions
     url.searchParams.set('limit', String(limit));
     if (cursor) url.searchParams.set('cursor', cursor);
+    if (status) url.searchParams.set('status', status);
     const response = await reach(this.options.fetch, url.toString(), {
       headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' },
       cache: 'no-store',
@@ -270,7 +302,12 @@ export class Uploader extends EventTarget {
         upload._doneBytes = upload.file.size;
         upload._progress();
         this._forget(upload, grant);
-        upload._finish(Status.DONE);
+        if (upload._callback && !isAnswer(result.data)) {
+          // Stored, but the callback's answer is missing or unreadable: ask for the verdict.
+          await this._confirm(upload, null);
+        } else {
+          this._conclude(upload, result);
+        }
         return;
       } catch (raw) {
         if (upload._cancelRequested) {
@@ -294,8 +331,9 @@ export class Uploader extends EventTarget {
           continue;
         }
         if (error.kind === 'unconfirmed') {
+          // 203 CallbackFailed: stored, but ossgate was not told. Ask it now.
           this._forget(upload, grant);
-          upload._finish(Status.UNCONFIRMED, error);
+          await this._confirm(upload, error);
         } else if (error.kind === 'cancelled') {
           upload._finish(Status.CANCELLED, null);
         } else {
@@ -304,6 +342,99 @@ export class Uploader extends EventTarget {
         return;
       }
     }
+  }
+
+  /**
+   * End `upload` by ossgate's verdict in `result.data`: rejected (the object is gone), or
+   * done (recorded, or no callback at all).
+   * @param {Upload} upload
+   * @param {UploadResult} result
+   */
+  _conclude(upload, result) {
+    upload.result = result;
+    const { data } = result;
+    if (data && data.status === 'rejected') {
+      upload._finish(Status.REJECTED, rejectionError(data));
+    } else {
+      upload._finish(Status.DONE);
+    }
+  }
+
+  /**
+   * Ask ossgate for the verdict on a stored upload whose callback failed (203) or gave no
+   * readable answer, so it ends done or rejected now rather than `unconfirmed` until the
+   * sweep. A 503, a 429 or no answer is asked again after CONFIRM_BACKOFF_MS; then, or on
+   * any other refusal, the upload stays `unconfirmed`. A 404 means the object is not in the
+   * bucket after all: an error, and a retry sends the file again.
+   * @param {Upload} upload  its key is set
+   * @param {OssgateError | null} unconfirmed  the 203's error, if that is why
+   */
+  async _confirm(upload, unconfirmed) {
+    upload.confirming = true;
+    upload._emit();
+    const key = /** @type {string} */ (upload.key);
+    const etag = upload.result ? upload.result.etag : null;
+    /** @type {OssgateError} */
+    let failure;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        const answer = await this.confirm(key);
+        const recorded = typeof answer.etag === 'string' ? answer.etag : null;
+        this._conclude(upload, { key, etag: recorded || etag, data: answer });
+        return;
+      } catch (err) {
+        failure = err instanceof OssgateError ? err
+          : new OssgateError('server', String(err), { cause: err });
+      }
+      if (failure.status === 404) {
+        upload._finish(Status.ERROR, failure);
+        return;
+      }
+      const again = failure.kind === 'unavailable' || failure.kind === 'network'
+        || failure.kind === 'rate_limited';
+      const wait = Math.max(CONFIRM_BACKOFF_MS[attempt] ?? Infinity,
+        (failure.retryAfter || 0) * 1000);
+      if (!again || wait > CONFIRM_MAX_WAIT_MS) break;
+      await sleep(wait);
+    }
+    upload._finish(Status.UNCONFIRMED, new OssgateError('unconfirmed',
+      'The file is stored, but ossgate could not confirm it yet; it will check it shortly.', {
+        code: failure.code,
+        status: failure.status,
+        requestId: unconfirmed ? unconfirmed.requestId : null,
+        cause: failure,
+      }));
+  }
+
+  /**
+   * ossgate's verdict on one of the caller's uploads (POST confirmUrl `{key}`), judged now:
+   * `{status: 'recorded', recordId, …}` or `{status: 'rejected', reason, message}`. For an
+   * upload whose callback failed; the Uploader asks by itself. Throws an OssgateError: 403
+   * `outside_prefix`, 404 `no_such_object`, 503 (`unavailable`: ossgate judges it later), …
+   * @param {string} key  the object key
+   * @returns {Promise<CallbackData>}
+   */
+  async confirm(key) {
+    const token = await bearerToken(this.options.getBearerToken, 401);
+    const response = await reach(this.options.fetch, this.options.confirmUrl, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${token}`,
+        'Content-Type': 'application/json',
+        Accept: 'application/json',
+      },
+      body: JSON.stringify({ key }),
+      cache: 'no-store',
+      credentials: 'same-origin',
+    });
+    if (!response.ok) throw await apiFailure(response, this);
+    const answer = await response.json().catch(() => null);
+    if (!isAnswer(answer)) {
+      throw new OssgateError('server', 'ossgate gave no verdict.', {
+        code: 'no_verdict', status: response.status,
+      });
+    }
+    return answer;
   }
 
   /**
@@ -345,6 +476,7 @@ export class Uploader extends EventTarget {
     /** @type {AliOss.UploadOptions} */
     const options = { mime: contentTypeOf(upload.file), timeout: this.options.timeoutMs };
     if (sts.callback) options.callback = { ...sts.callback };
+    upload._callback = Boolean(sts.callback);
     if (upload.mode === 'put') {
       upload.key = upload.key || this.options.keyFor(upload.file, sts);
       upload._startAttempt(0);
@@ -438,8 +570,9 @@ export class Uploader extends EventTarget {
 
   /**
    * A form upload (PostObject): a policy for this file, then its fields unchanged and the file
-   * last in one multipart POST. The answer is the callback's JSON (200), OSS's 203
-   * CallbackFailed (stored, not confirmed) or OSS's XML error.
+   * last in one multipart POST. The answer is the callback's JSON (200: ossgate's verdict,
+   * recorded or rejected), OSS's 203 CallbackFailed (stored, not confirmed) or OSS's XML
+   * error.
    * @param {Upload} upload
    * @param {XhrTransport} transport
    * @returns {Promise<UploadResult>}
@@ -449,6 +582,7 @@ export class Uploader extends EventTarget {
     const policy = await this.postPolicy(file);
     if (upload._cancelRequested) throw new OssgateError('cancelled', 'Cancelled.');
     upload.key = policy.key;
+    upload._callback = Boolean(policy.fields && policy.fields.callback);
     const origin = new URL(policy.url, globalThis.location && location.href).origin;
     const form = new FormData();
     for (const [name, value] of Object.entries(policy.fields || {})) form.append(name, value);

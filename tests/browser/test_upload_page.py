@@ -352,9 +352,12 @@ def test_bucket_without_cors_rules_shows_the_cors_message(
     assert [str(r["id"]) for r in app.uploads()] == [row["recordId"]]
 
 
-def test_callback_endpoint_down_shows_stored_not_confirmed(
+def test_callback_endpoint_down_the_page_confirms_each_upload(
     browser_page: Page, fresh_emulator: Emulator, tmp_path: Path
 ) -> None:
+    """OSS stores the files but cannot tell the app (203 CallbackFailed); the page asks the app
+    for its verdict (POST /api/uploads/confirm), so both end done and recorded.
+    test_upload_verdicts.py has the confirm's own failures (then: stored, not confirmed)."""
     app = serve_app(fresh_emulator, tmp_path, callback_url=closed_port_url())
     try:
         upload_page = UploadPage(browser_page, app).open(**SMALL_PARTS).login()
@@ -363,18 +366,21 @@ def test_callback_endpoint_down_shows_stored_not_confirmed(
 
         upload_page.choose([small, large])
         upload_page.wait_settled(2)
-        upload_page.screenshot("unconfirmed")
+        upload_page.screenshot("confirmed-after-203")
 
         rows = by_name(upload_page.rows())
+        records = {str(r["id"]): r for r in app.uploads()}
         for name, data in (("small.txt", small_data), ("large.bin", large_data)):
             row = rows[name]
-            assert row["status"] == "unconfirmed", row
-            assert row["state"] == "Stored, not confirmed"
-            assert "ossgate uploads reconcile" in row["message"]
-            assert row["recordId"] is None
-            # The object is there; the app was never told, so there is no record yet.
+            assert row["status"] == "done", row
+            assert row["state"] == "Done"
+            # The object is there, and the record comes from the confirm, not the callback.
             assert stored(fresh_emulator, row["key"]) == data
-        assert app.uploads() == []
+            record = records[row["recordId"]]
+            assert (record["key"], record["source"]) == (row["key"], "confirm")
+        assert len(records) == 2
+        confirms = [r for r in upload_page.requests if r.url == f"{app.url}/api/uploads/confirm"]
+        assert len(confirms) == 2
         assert checkpoints(browser_page) == []
     finally:
         app.stop()

@@ -188,9 +188,10 @@ def test_form_mode_shows_the_servers_415_for_a_type_it_does_not_allow(
 # -- 3. the callback endpoint is down --------------------------------------------------------
 
 
-def test_form_mode_with_the_callback_down_shows_stored_not_confirmed(
+def test_form_mode_with_the_callback_down_is_confirmed_by_the_page(
     browser_page: Page, fresh_emulator: Emulator, tmp_path: Path
 ) -> None:
+    """OSS answers the form 203 CallbackFailed; the page asks the app for the verdict."""
     app = serve_app(fresh_emulator, tmp_path, callback_url=closed_port_url())
     try:
         upload_page = UploadPage(browser_page, app).open(mode="form").login()
@@ -200,14 +201,18 @@ def test_form_mode_with_the_callback_down_shows_stored_not_confirmed(
         upload_page.wait_settled(1)
 
         (row,) = upload_page.rows()
-        assert row["status"] == "unconfirmed", row
-        assert row["state"] == "Stored, not confirmed"
-        assert "ossgate uploads reconcile" in row["message"]
-        assert row["recordId"] is None
+        assert row["status"] == "done", row
+        assert row["state"] == "Done"
         assert SERVER_KEY.match(row["key"])
-        # The object is there; the app was never told, so there is no record yet.
+        # The object is there, and the app recorded it when the page asked.
         assert stored(fresh_emulator, row["key"]) == data
-        assert app.uploads() == []
+        (record,) = app.uploads()
+        assert (str(record["id"]), record["key"], record["source"]) == (
+            row["recordId"],
+            row["key"],
+            "confirm",
+        )
+        assert len(api_calls(upload_page, "/api/uploads/confirm")) == 1
     finally:
         app.stop()
 
