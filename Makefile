@@ -57,6 +57,7 @@ test: all chromium postgresql redis
 lint: all
 	$(BIN)/ruff check server tests $(wildcard bench)
 	$(BIN)/ruff format --check server tests $(wildcard bench)
+	$(BIN)/mypy
 	node_modules/.bin/tsc -p tsconfig.json
 
 format: all

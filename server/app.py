@@ -133,7 +133,8 @@ def create_app(
         # X-Forwarded-For/-Proto/-Host/-Prefix from that many proxies in front of us; the
         # prefix matters for callbacks, whose signature covers the path OSS called.
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)
+        # Flask's documented way to add WSGI middleware; its types call wsgi_app a method.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)  # type: ignore[method-assign]
 
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)

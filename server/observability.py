@@ -238,4 +238,5 @@ class RequestIdMiddleware:
 def init_app(app: Flask, settings: Settings) -> None:
     _remember_secrets(settings)
     configure_logging(settings.log_format, settings.log_level)
-    app.wsgi_app = RequestIdMiddleware(app.wsgi_app, access_log=settings.access_log)
+    # Flask's documented way to add WSGI middleware; its types call wsgi_app a method.
+    app.wsgi_app = RequestIdMiddleware(app.wsgi_app, access_log=settings.access_log)  # type: ignore[method-assign]

@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -64,7 +64,8 @@ _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _ASYMMETRIC_ALGORITHMS = _RSA_ALGORITHMS | set(_EC_ALGORITHMS.values()) | {"EdDSA"}
 
-_View = TypeVar("_View", bound=Callable[..., Any])
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class AuthError(APIError):
@@ -319,11 +320,11 @@ def _bearer_token() -> str:
     return token
 
 
-def require_user(view: _View) -> _View:
+def require_user(view: Callable[_P, _R]) -> Callable[_P, _R]:
     """Decorate a view so it runs only for a verified bearer token; sets ``g.user``."""
 
     @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         token = _bearer_token()
         verifier: TokenVerifier = current_app.extensions[EXTENSION_KEY]
         try:
@@ -333,4 +334,4 @@ def require_user(view: _View) -> _View:
             raise
         return view(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from server.bucket.errors import BackupError
 
@@ -105,7 +106,7 @@ class BackupFormat:
         """Reject DTDs and entity declarations before ElementTree sees a file (no entity
         tricks); a file that is not well-formed XML is refused here too."""
 
-        def forbid(*_args: object) -> None:
+        def forbid(*_args: object) -> NoReturn:
             raise ValueError("DTD or entity declaration")
 
         parser = xml.parsers.expat.ParserCreate()

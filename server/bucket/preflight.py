@@ -168,7 +168,7 @@ def _etag_verdict(
     if "etag" not in {h.lower() for h in put.expose_headers}:
         listed = ", ".join(put.expose_headers) or "nothing"
         return False, f"not exposed: Access-Control-Expose-Headers lists {listed}"
-    if known is not None:
+    if known is not None and known.cors is not None:
         # An ordinary response is matched on origin and method alone, so an earlier rule
         # without ETag can win there even when the preflight matched ossgate's rule.
         for method in ("PUT", "POST"):

@@ -218,7 +218,8 @@ def _public_address(host: str) -> tuple[bool, str]:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         return False, f"does not resolve ({exc.strerror})"
-    addresses = sorted({info[4][0] for info in infos})
+    # TCP answers are IPv4/IPv6 sockaddrs, whose address is a str (typeshed also allows an int).
+    addresses = sorted({a for a in (info[4][0] for info in infos) if isinstance(a, str)})
     private = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_global]
     if private:
         return False, f"resolves to non-public {', '.join(private)}"

@@ -275,13 +275,14 @@ def parse_callback_params(
     url_field = cfg.get("callbackUrl")
     if url_field is not None and not isinstance(url_field, str):
         raise _invalid("The callbackUrl is invalid.", "callbackUrl", str(url_field))
-    urls = [u.strip() for u in (url_field or "").split(";") if u.strip()]
+    url_text = url_field or ""
+    urls = [u.strip() for u in url_text.split(";") if u.strip()]
     if not urls:
         # 0007-00000004: "If you do not configure this field or if you leave this field empty,
         # callback is not configured."
         return CallbackParams((), None, "", BODY_TYPE_FORM, False, custom_vars)
     if len(urls) > MAX_CALLBACK_URLS:
-        raise _invalid("The callbackUrl contains more than 5 urls.", "callbackUrl", url_field)
+        raise _invalid("The callbackUrl contains more than 5 urls.", "callbackUrl", url_text)
     checked = tuple(_check_url(u) for u in urls)
 
     body = cfg.get("callbackBody")

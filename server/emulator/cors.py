@@ -344,4 +344,4 @@ def actual_response_headers(
 
 def preflight_forbidden() -> OSSError:
     """The 403 a preflight gets when CORS is off or no rule matches (Options reference)."""
-    return OSSError("AccessForbidden", PREFLIGHT_FORBIDDEN_MESSAGE, status=403)
+    return OSSError("AccessForbidden", PREFLIGHT_FORBIDDEN_MESSAGE, 403)

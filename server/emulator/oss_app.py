@@ -27,9 +27,7 @@ from server.emulator.config import EmulatorConfig
 from server.emulator.cors import (
     MISSING_METHOD_MESSAGE,
     MISSING_ORIGIN_MESSAGE,
-    CorsConfiguration,
     actual_response_headers,
-    parse_cors_xml,
     preflight_forbidden,
     preflight_headers,
     split_header_list,
@@ -95,7 +93,6 @@ class OSSApp(BucketOperations, MultipartOperations, CopyOperations):
             ports=frozenset({config.oss_port, config.sts_port}), hosts=frozenset({config.host})
         )
         self.created = time.time()
-        self._cors_cache: tuple[bytes | None, CorsConfiguration | None] | None = None
 
     def __call__(self, environ, start_response):
         request = Request(environ)
@@ -122,15 +119,6 @@ class OSSApp(BucketOperations, MultipartOperations, CopyOperations):
         if "EC" in exc.extra:
             response.headers["x-oss-ec"] = exc.extra["EC"]
         return response
-
-    def cors_config(self) -> CorsConfiguration | None:
-        raw = self.store.read_cors()
-        cached = self._cors_cache
-        if cached is not None and cached[0] == raw:
-            return cached[1]
-        parsed = parse_cors_xml(raw) if raw is not None else None
-        self._cors_cache = (raw, parsed)
-        return parsed
 
     def _add_cors(self, request: Request, response: Response) -> None:
         """CORS headers on an ordinary response (and ``Vary: Origin`` when the rules ask)."""

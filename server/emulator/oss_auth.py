@@ -26,10 +26,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 from urllib.parse import quote
 
 from .oss_errors import OSSError
 from .principal import Principal
+
+
+class HeaderItems(Protocol):
+    """Request headers as name/value pairs: a dict, or werkzeug's ``Headers``, whose ``items()``
+    repeats a name that arrived more than once."""
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class SignedRequest:
     method: str
     bucket: str | None
     key: str | None
-    headers: Mapping[str, str]
+    headers: HeaderItems
     query: Sequence[tuple[str, str]]
 
 

@@ -44,14 +44,14 @@ class BucketOperations(OperationBase):
                 return Response(b"", status=200)
             if method == "GET":
                 self.authorize(call, "oss:GetBucketCors")
-                config = self.cors_config()
-                if config is None:
+                cors = self.cors_config()
+                if cors is None:
                     raise OSSError(
                         "NoSuchCORSConfiguration",
                         "The CORS configuration does not exist.",
                         BucketName=cfg.bucket,
                     )
-                return Response(cors_to_xml(config), content_type="application/xml")
+                return Response(cors_to_xml(cors), content_type="application/xml")
             if method == "DELETE":
                 self.authorize(call, "oss:DeleteBucketCors")
                 self.store.write_cors(None)
@@ -59,8 +59,8 @@ class BucketOperations(OperationBase):
         elif "overwriteConfig" in names:
             if method == "PUT":
                 self.authorize(call, "oss:PutBucketOverwriteConfig")
-                config = parse_overwrite_xml(self.read_small_body(call.request))
-                self.store.write_overwrite_config(overwrite_to_xml(config))
+                overwrite = parse_overwrite_xml(self.read_small_body(call.request))
+                self.store.write_overwrite_config(overwrite_to_xml(overwrite))
                 return Response(b"", status=200)
             if method == "GET":
                 self.authorize(call, "oss:GetBucketOverwriteConfig")

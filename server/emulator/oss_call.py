@@ -16,6 +16,7 @@ from werkzeug.wrappers import Request
 from server.emulator import oss_acl, ram_policy
 from server.emulator.callback import CallbackGuard, CallbackSigner
 from server.emulator.config import EmulatorConfig
+from server.emulator.cors import CorsConfiguration, parse_cors_xml
 from server.emulator.oss_addressing import Target
 from server.emulator.oss_errors import OSSError
 from server.emulator.overwrite_config import (
@@ -81,6 +82,7 @@ class OperationBase:
     callback_guard: CallbackGuard
     created: float
     _overwrite_cache: tuple[bytes | None, OverwriteConfiguration | None] | None = None
+    _cors_cache: tuple[bytes | None, CorsConfiguration | None] | None = None
 
     def authorize(
         self,
@@ -134,6 +136,16 @@ class OperationBase:
                 NoPermissionType="ImplicitDeny",
                 EC=ACL_DENIED_EC,
             )
+
+    def cors_config(self) -> CorsConfiguration | None:
+        """The bucket's CORS rules as stored (re-parsed only when the file changed)."""
+        raw = self.store.read_cors()
+        cached = self._cors_cache
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        parsed = parse_cors_xml(raw) if raw is not None else None
+        self._cors_cache = (raw, parsed)
+        return parsed
 
     def overwrite_config(self) -> OverwriteConfiguration | None:
         """The bucket's overwrite rules as stored (re-parsed only when the file changed)."""

@@ -58,7 +58,9 @@ class OSSError(Exception):
     """A refusal with the real OSS code; ``extra`` becomes additional XML elements.
 
     ``extra`` keeps insertion order so the document reads like the real service's (for
-    ``SignatureDoesNotMatch`` the real service adds ``StringToSign`` and friends).
+    ``SignatureDoesNotMatch`` the real service adds ``StringToSign`` and friends). ``code``,
+    ``message`` and ``status`` are positional-only, so no element name in ``extra`` can land in
+    one of them.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class OSSError(Exception):
         code: str,
         message: str,
         status: int | None = None,
+        /,
         **extra: str,
     ) -> None:
         super().__init__(f"{code}: {message}")

@@ -145,10 +145,10 @@ class ObjectOperations(OperationBase):
             headers=headers,
             acl=acl,
         )
-        headers = Headers(
+        response_headers = Headers(
             {"ETag": f'"{obj.etag}"', "Content-MD5": md5_b64, crc64.HEADER: obj.crc64}
         )
-        return obj, headers, image_info
+        return obj, response_headers, image_info
 
     def _finish_write(
         self,

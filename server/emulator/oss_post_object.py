@@ -406,7 +406,7 @@ def parse_policy(policy_b64: str) -> _Policy:
         raise _invalid_policy("Invalid Policy: the policy is not base64 encoded UTF-8.") from None
     try:
         document = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise _invalid_policy(f"Invalid Policy: Invalid JSON: {exc.msg}") from None
     if not isinstance(document, dict):
         raise _invalid_policy("Invalid Policy: Invalid JSON: the policy is not an object.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET  # noqa: S405 - input is pre-screened by refuse_unsafe_xml
 import xml.parsers.expat  # noqa: S408 - used only to detect DOCTYPE/ENTITY before parsing
+from typing import NoReturn
 
 
 def refuse_unsafe_xml(body: bytes) -> None:
@@ -14,7 +15,7 @@ def refuse_unsafe_xml(body: bytes) -> None:
     what defusedxml does, without the dependency.
     """
 
-    def forbid(*_args: object) -> None:
+    def forbid(*_args: object) -> NoReturn:
         raise ValueError("DTD or entity declaration")
 
     parser = xml.parsers.expat.ParserCreate()

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 #: STS AssumeRole error codes and messages (STS API reference, AssumeRole error codes).
 POLICY_GRAMMAR_CODE = "InvalidParameter.PolicyGrammar"
@@ -204,24 +204,32 @@ def _string_like(pattern: object, value: object) -> bool:
     return _glob(str(pattern), False)(str(value))
 
 
+_Want = TypeVar("_Want")
+_Have = TypeVar("_Have")
+_Value = TypeVar("_Value")
+
 #: One operator family: how to read a policy value, how to read the request value, and the
 #: positive test between them. Parsers raise ValueError on bad input.
-_Family = tuple[Callable[[str], object], Callable[[str], object], Callable[[object, object], bool]]
+_Family = tuple[Callable[[str], _Want], Callable[[str], _Have], Callable[[_Want, _Have], bool]]
 
-_STRING: _Family = (str, str, lambda want, have: want == have)
-_STRING_NOCASE: _Family = (str.casefold, str.casefold, lambda want, have: want == have)
-_STRING_LIKE: _Family = (str, str, _string_like)
-_BOOL: _Family = (_parse_bool, _parse_bool, lambda want, have: want == have)
-_IP: _Family = (_parse_network, _parse_address, lambda net, addr: addr in net)
+_STRING: _Family[str, str] = (str, str, lambda want, have: want == have)
+_STRING_NOCASE: _Family[str, str] = (str.casefold, str.casefold, lambda want, have: want == have)
+_STRING_LIKE: _Family[str, str] = (str, str, _string_like)
+_BOOL: _Family[bool, bool] = (_parse_bool, _parse_bool, lambda want, have: want == have)
+_IP: _Family[
+    ipaddress.IPv4Network | ipaddress.IPv6Network, ipaddress.IPv4Address | ipaddress.IPv6Address
+] = (_parse_network, _parse_address, lambda net, addr: addr in net)
 
 
-def _ordered(parse: Callable[[str], object], test: Callable[[object, object], bool]) -> _Family:
+def _ordered(
+    parse: Callable[[str], _Value], test: Callable[[_Value, _Value], bool]
+) -> _Family[_Value, _Value]:
     return (parse, parse, test)
 
 
 #: Operator -> (family, negated). The RAM "Conditional operators" page lists exactly these five
 #: families; negated operators are true when the request value matches none of the values.
-_OPERATORS: dict[str, tuple[_Family, bool]] = {
+_OPERATORS: dict[str, tuple[_Family[Any, Any], bool]] = {
     "StringEquals": (_STRING, False),
     "StringNotEquals": (_STRING, True),
     "StringEqualsIgnoreCase": (_STRING_NOCASE, False),

@@ -68,9 +68,7 @@ class Emulator:
         sts_server = self._bind(self.config.sts_port, sts_app)
         try:
             # The OSS app needs its own port for the public-key URL, so bind before building it.
-            oss_server = self._bind(
-                self.config.oss_port, lambda environ, start: self.oss_app(environ, start)
-            )
+            oss_server = self._bind(self.config.oss_port, self._serve_oss)
         except OSError:
             sts_server.server_close()
             raise
@@ -94,6 +92,12 @@ class Emulator:
             self._servers.append(server)
             self._threads.append(thread)
         return self
+
+    def _serve_oss(self, environ, start_response):
+        """The OSS app, built after its port is bound; the server thread starts after that."""
+        app = self.oss_app
+        assert app is not None, "the OSS server serves only once start() has built its app"
+        return app(environ, start_response)
 
     def _bind(self, port: int, app) -> BaseWSGIServer:
         """Listen on ``port``; a busy port is an OSError naming it (werkzeug would exit)."""

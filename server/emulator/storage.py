@@ -20,6 +20,7 @@ replaced atomically too.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
@@ -32,7 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from server.emulator import crc64
 
@@ -40,6 +41,12 @@ _CHUNK = 1024 * 1024
 #: File names of the bucket configuration documents under the bucket's directory.
 CORS_DOCUMENT = "cors.xml"
 OVERWRITE_DOCUMENT = "overwrite.xml"
+
+
+class Readable(Protocol):
+    """A body the store copies from: a request stream, or a PostObject file part behind a cap."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ class _Written:
     crc64: int = crc64.INITIAL
 
 
-def _stream_to_new_file(directory: Path, source: BinaryIO, limit: int | None) -> _Written:
+def _stream_to_new_file(directory: Path, source: Readable, limit: int | None) -> _Written:
     """Copy ``source`` into a fresh file, hashing as it goes; fsync before returning.
 
     ``limit`` is the number of bytes to read (the request's Content-Length) so a client that
@@ -243,7 +250,7 @@ class BucketStore:
             return obj, _Written(target, obj.size, b"")
         raise OSError(f"{key!r} kept changing while being copied")
 
-    def receive(self, source: BinaryIO, length: int | None) -> _Written:
+    def receive(self, source: Readable, length: int | None) -> _Written:
         """Stream a request body into a new, not yet committed blob."""
         written = _stream_to_new_file(self._blobs, source, length)
         if length is not None and written.size != length:
@@ -339,7 +346,8 @@ class BucketStore:
         except (KeyError, OSError, ValueError, TypeError):
             return None
 
-    def list_uploads(self, prefix: str = "") -> list[MultipartUpload]:
+    # Below this point ``list`` in the class body names the method above, hence builtins.list.
+    def list_uploads(self, prefix: str = "") -> builtins.list[MultipartUpload]:
         uploads = []
         for directory in self._multipart.iterdir():
             upload = self.get_upload(directory.name)
@@ -362,14 +370,14 @@ class BucketStore:
         _write_json_atomically(directory / f"{number}.json", asdict(part))
         return part
 
-    def receive_part(self, upload_id: str, source: BinaryIO, length: int | None) -> _Written:
+    def receive_part(self, upload_id: str, source: Readable, length: int | None) -> _Written:
         written = _stream_to_new_file(self._upload_dir(upload_id), source, length)
         if length is not None and written.size != length:
             written.path.unlink(missing_ok=True)
             raise IncompleteBody(f"expected {length} bytes, got {written.size}")
         return written
 
-    def list_parts(self, upload_id: str) -> list[StoredPart]:
+    def list_parts(self, upload_id: str) -> builtins.list[StoredPart]:
         directory = self._upload_dir(upload_id)
         parts = []
         for meta in directory.glob("*.json"):
@@ -380,7 +388,7 @@ class BucketStore:
         parts.sort(key=lambda p: p.number)
         return parts
 
-    def assemble(self, upload_id: str, parts: list[StoredPart]) -> _Written:
+    def assemble(self, upload_id: str, parts: builtins.list[StoredPart]) -> _Written:
         """Concatenate the chosen parts into a new blob (not yet committed), with the CRC-64
         of the whole object, as CompleteMultipartUpload reports it."""
         directory = self._upload_dir(upload_id)

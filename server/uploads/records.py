@@ -159,6 +159,7 @@ def _upsert_statement(dialect: str):
     record reconcile found first, so duplicates and late reconciles change nothing; then no
     row comes back.
     """
+    statement: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
         statement = postgresql.insert(_TABLE)
     elif dialect == "sqlite":
