@@ -31,7 +31,7 @@ from tests.server.tokens import SECRET, bearer, jwt_for
 from tests.support import root_bucket
 
 USER, PASSWORD = "alice", "wonderland-pass"  # the demo login of the tests
-TERMINAL = ("done", "unconfirmed", "error", "cancelled")
+TERMINAL = ("done", "rejected", "unconfirmed", "error", "cancelled")
 
 
 def free_port() -> int:
