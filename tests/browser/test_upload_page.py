@@ -6,7 +6,8 @@ would (sign in, choose or drop files, cancel, retry, reload), then checks what r
 independently of the page: the object in the bucket with oss2 and the root key, the record
 through ``GET /api/uploads``, and the requests Chromium sent.
 
-Screenshots of the states people see go to ``test-artifacts/screenshots/upload_page-*.png``.
+Screenshots of the states people see go to ``upload_page-*.png`` in the ``screenshot_dir``
+folder (browser/conftest.py: ``$OSSGATE_TEST_ARTIFACTS/screenshots`` or pytest's tmp_path tree).
 """
 
 from __future__ import annotations
@@ -282,7 +283,7 @@ def test_credentials_about_to_expire_are_refreshed_once_before_any_upload_uses_t
 
 
 def test_files_over_the_limits_are_refused_before_any_request_to_oss(
-    browser_page: Page, fresh_emulator: Emulator, tmp_path: Path
+    browser_page: Page, fresh_emulator: Emulator, tmp_path: Path, screenshot_dir: Path
 ) -> None:
     app = serve_app(
         fresh_emulator,
@@ -291,7 +292,7 @@ def test_files_over_the_limits_are_refused_before_any_request_to_oss(
         OSSGATE_ALLOWED_CONTENT_TYPES="text/plain,image/*",
     )
     try:
-        upload_page = UploadPage(browser_page, app).open().login()
+        upload_page = UploadPage(browser_page, app, screenshots=screenshot_dir).open().login()
         assert "97.7 KiB" in browser_page.inner_text("#limits")
         too_big, _ = make_file(tmp_path, "huge.txt", 100_001)
         wrong_type, _ = make_file(tmp_path, "tool.exe", 1 * KiB)
@@ -353,11 +354,12 @@ def test_bucket_without_cors_rules_shows_the_cors_message(
 
 
 def test_callback_endpoint_down_shows_stored_not_confirmed(
-    browser_page: Page, fresh_emulator: Emulator, tmp_path: Path
+    browser_page: Page, fresh_emulator: Emulator, tmp_path: Path, screenshot_dir: Path
 ) -> None:
     app = serve_app(fresh_emulator, tmp_path, callback_url=closed_port_url())
     try:
-        upload_page = UploadPage(browser_page, app).open(**SMALL_PARTS).login()
+        upload_page = UploadPage(browser_page, app, screenshots=screenshot_dir)
+        upload_page.open(**SMALL_PARTS).login()
         small, small_data = make_file(tmp_path, "small.txt", 3 * KiB)
         large, large_data = make_file(tmp_path, "large.bin", 1 * MiB + 1)
 
@@ -566,12 +568,12 @@ def test_a_token_left_in_session_storage_signs_the_page_in(
 
 
 def test_chinese_browser_on_a_narrow_screen(
-    chromium_browser: Browser, app: RunningApp, tmp_path: Path
+    chromium_browser: Browser, app: RunningApp, tmp_path: Path, screenshot_dir: Path
 ) -> None:
     context = chromium_browser.new_context(locale="zh-CN", viewport={"width": 360, "height": 740})
     try:
         page = context.new_page()
-        upload_page = UploadPage(page, app).open().login()
+        upload_page = UploadPage(page, app, screenshots=screenshot_dir).open().login()
         assert page.evaluate("document.documentElement.lang") == "zh-CN"
         assert page.inner_text("#uploader-heading") == "上传文件"
         path, _ = make_file(tmp_path, "窄屏.txt", 5 * KiB)
