@@ -14,9 +14,8 @@ from server.bucket.bucket_cli import bucket_group
 from server.cli.doctor import doctor_command, run_checks
 from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
-from tests.server.test_token_api import app_config
 from tests.server.tokens import SECRET
-from tests.support import root_bucket
+from tests.support import AppConfig, root_bucket
 
 
 def _by_check(findings) -> dict[str, list[str]]:
@@ -26,7 +25,9 @@ def _by_check(findings) -> dict[str, list[str]]:
     return result
 
 
-def test_a_working_setup_and_a_loopback_callback(fresh_emulator: Emulator) -> None:
+def test_a_working_setup_and_a_loopback_callback(
+    fresh_emulator: Emulator, app_config: AppConfig
+) -> None:
     root_bucket(fresh_emulator).put_bucket_cors(
         BucketCors(
             [
@@ -53,7 +54,9 @@ def test_a_working_setup_and_a_loopback_callback(fresh_emulator: Emulator) -> No
     assert "callback" in result.output and "non-public 127.0.0.1" in result.output
 
 
-def test_missing_cors_wrong_role_and_skewed_clock_fail(fresh_emulator: Emulator) -> None:
+def test_missing_cors_wrong_role_and_skewed_clock_fail(
+    fresh_emulator: Emulator, app_config: AppConfig
+) -> None:
     app = create_app(
         app_config(fresh_emulator, OSSGATE_STS_ROLE_ARN="acs:ram::1234567890123456:role/missing")
     )
@@ -74,7 +77,9 @@ def test_missing_cors_wrong_role_and_skewed_clock_fail(fresh_emulator: Emulator)
 
 
 def test_a_short_jwt_secret_fails_the_doctor_and_is_logged_at_start(
-    emulator: Emulator, caplog: pytest.LogCaptureFixture
+    emulator: Emulator,
+    caplog: pytest.LogCaptureFixture,
+    app_config: AppConfig,
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="server"):
         app = create_app(app_config(emulator, OSSGATE_JWT_SECRET="test-secret"))
