@@ -43,14 +43,14 @@ from tests.server.processes import (
     user_bucket,
 )
 from tests.server.test_callback_verify import FakeFetch, b64, pem_of, sign
-from tests.server.test_token_api import app_config
 from tests.server.tokens import bearer, jwt_for
+from tests.support import AppConfig
 
 DEV_PASSWORD = "pw-for-the-hardening-tests"  # noqa: S105
 
 
 @pytest.fixture
-def app(emulator: Emulator) -> Flask:
+def app(emulator: Emulator, app_config: AppConfig) -> Flask:
     return create_app(app_config(emulator, OSSGATE_DEV_USERS=f"demo:{DEV_PASSWORD}"))
 
 
@@ -141,7 +141,7 @@ def test_a_signed_callback_with_deep_json_is_a_400(
     assert _error(response)["code"] in {"malformed_body", "body_too_large"}
 
 
-def test_any_view_reading_json_gets_the_bound(emulator: Emulator) -> None:
+def test_any_view_reading_json_gets_the_bound(emulator: Emulator, app_config: AppConfig) -> None:
     """The bound is the app's JSON provider, so a view that calls ``request.get_json()``
     without ``silent`` gets Flask's 400 too: no endpoint needs its own check."""
     app = create_app(app_config(emulator))
@@ -177,7 +177,9 @@ def test_the_depth_bound_is_exact_and_ignores_brackets_in_strings() -> None:
     assert not json_too_deep("[" + ",".join(["[[]]"] * 5000) + "]")
 
 
-def test_the_provider_refuses_deep_documents_in_any_encoding(emulator: Emulator) -> None:
+def test_the_provider_refuses_deep_documents_in_any_encoding(
+    emulator: Emulator, app_config: AppConfig
+) -> None:
     provider = BoundedJSONProvider(create_app(app_config(emulator)))
     deep = _nested(MAX_JSON_DEPTH + 1)
     for data in (deep, deep.encode(), deep.encode("utf-16"), deep.encode("utf-32-le")):
@@ -298,7 +300,7 @@ class _Capture(logging.Handler):
 
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_no_bearer_token_reaches_any_log_under_the_dev_server(
-    emulator: Emulator, tmp_path: Path, log_format: str
+    emulator: Emulator, tmp_path: Path, log_format: str, app_config: AppConfig
 ) -> None:
     """A real Werkzeug dev server (what ``flask run`` and ``ossgate demo`` use) with
     ossgate's access log on: tokens in the query and in the header appear in no output."""
@@ -398,7 +400,7 @@ def test_only_the_official_key_urls_are_osss(app: Flask, url: str) -> None:
 
 
 def test_another_oss_key_url_is_used_when_configured_exactly(
-    emulator: Emulator, callback_key: rsa.RSAPrivateKey
+    emulator: Emulator, callback_key: rsa.RSAPrivateKey, app_config: AppConfig
 ) -> None:
     """Should OSS publish a new key, configuration trusts it; only that exact URL."""
     new_url = "https://gosspublic.alicdn.com/callback_pub_key_v2.pem"
@@ -446,7 +448,7 @@ class _OnlyTrustedFetch:
 
 
 def test_a_flood_of_untrusted_key_urls_fetches_nothing_and_spends_no_budget(
-    emulator: Emulator, tmp_path: Path
+    emulator: Emulator, tmp_path: Path, app_config: AppConfig
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -542,7 +544,7 @@ def test_the_default_login_limit_is_installed(client: FlaskClient) -> None:
 
 
 def test_the_login_limit_follows_the_forwarded_address_only_behind_trusted_proxies(
-    emulator: Emulator,
+    emulator: Emulator, app_config: AppConfig
 ) -> None:
     config = app_config(emulator, OSSGATE_DEV_USERS=f"demo:{DEV_PASSWORD}")
     proxied = create_app({**config, "OSSGATE_TRUSTED_PROXIES": "1"}).test_client()
@@ -562,7 +564,7 @@ def test_the_login_limit_follows_the_forwarded_address_only_behind_trusted_proxi
 
 
 def test_the_login_limit_is_shared_through_the_rate_limit_storage(
-    emulator: Emulator, tmp_path: Path
+    emulator: Emulator, tmp_path: Path, app_config: AppConfig
 ) -> None:
     if redis_server_binary() is None:
         pytest.skip("redis-server is not installed (Debian package redis-server)")
