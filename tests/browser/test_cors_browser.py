@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 from playwright.sync_api import Page
 
-from server.bucket.cors_admin import is_ossgate_rule, read_cors
+from server.bucket import is_ossgate_rule, read_cors
 from server.bucket.cors_cli import cors_group
 from server.emulator.runner import Emulator
 from tests.browser.conftest import PageServer

@@ -34,7 +34,7 @@ from werkzeug.middleware.shared_data import SharedDataMiddleware
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from server import create_app
-from server.bucket.cors_admin import admin_bucket, apply_needed_rule, load_admin_settings
+from server.bucket import admin_bucket, apply_needed_rule, load_admin_settings
 from server.emulator.runner import Emulator
 from tests.browser.conftest import REPO_ROOT, VENDOR_BUNDLE, _QuietHandler
 from tests.browser.upload_page_app import (

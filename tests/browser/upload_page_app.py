@@ -24,7 +24,7 @@ from playwright.sync_api import Page, Request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from server import create_app
-from server.bucket.cors_admin import admin_bucket, apply_needed_rule, load_admin_settings
+from server.bucket import admin_bucket, apply_needed_rule, load_admin_settings
 from server.emulator.runner import Emulator
 from tests.server.tokens import SECRET, bearer, jwt_for
 from tests.support import ali_oss_bundle, root_bucket
