@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -47,3 +48,9 @@ def test_a_command_that_needs_the_app_fails_with_one_line(tmp_path) -> None:
         "uploads get"
     ]
     assert "Usage:" not in result.stderr
+
+
+def test_version_names_ossgate_not_flask(tmp_path) -> None:
+    result = _run("--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"ossgate {importlib.metadata.version('ossgate')}"
