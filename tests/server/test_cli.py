@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import queue
 import re
@@ -14,11 +15,17 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from click.testing import CliRunner
 
+from server import create_app
 from server.cli.demo import demo_command, demo_config
+from server.emulator.runner import Emulator
+from server.uploads.cli import uploads_group
 from tests.server.processes import free_port, stop_process
+from tests.server.served_app import app_config
+from tests.support import closed_port_url, root_bucket
 
 OSSGATE = str(Path(sys.executable).parent / "ossgate")
 
@@ -185,3 +192,72 @@ def test_demo_on_a_busy_port_says_which_option_to_change(tmp_path) -> None:
     assert "--port" in lines[0] and "OSSGATE_DEMO_PORT" in lines[0]
     assert "ossgate demo: open" not in result.output
     assert not _listening(oss_port) and not _listening(sts_port)  # no emulator left running
+
+
+# -- ossgate uploads reconcile ----------------------------------------------------------------
+
+
+def _reconcile(app, *args: str) -> str:
+    result = app.test_cli_runner().invoke(uploads_group, ["reconcile", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_reconcile_dry_run_and_verbose(
+    fresh_emulator: Emulator, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Overwrites allowed, so a replaced object is "updated" rather than rejected.
+    destinations = tmp_path / "destinations.toml"
+    destinations.write_text(
+        'default = "files"\n[destinations.files]\nprefix = "uploads/{user}/"\n'
+        "max_bytes = 100\noverwrite = true\n"
+    )
+    app = create_app(
+        app_config(
+            fresh_emulator,
+            closed_port_url(),
+            tmp_path,
+            OSSGATE_DESTINATIONS_FILE=str(destinations),
+        )
+    )
+    records = app.extensions["ossgate"].records
+    root = root_bucket(fresh_emulator)
+    root.put_object("uploads/alice/note.txt", b"small", headers={"Content-Type": "text/plain"})
+    root.put_object("uploads/alice/big.bin", b"x" * 500)
+    root.put_object("uploads/stray.txt", b"in no user's folder")
+
+    dry = _reconcile(app, "--dry-run")
+    assert dry.splitlines() == [
+        "would judge uploads/alice/big.bin (no record)",
+        "would judge uploads/alice/note.txt (no record)",
+        "dry run: listed 3 objects: 2 would be judged, 0 already recorded, 1 outside user "
+        "prefixes, 0 older than --since; nothing was changed",
+    ]
+    assert records.count() == 0 and root.object_exists("uploads/alice/big.bin")
+
+    with caplog.at_level(logging.INFO):
+        verbose = _reconcile(app, "-v")
+    assert verbose.splitlines() == [
+        "uploads/alice/big.bin: rejected (too_large), deleted",
+        "uploads/alice/note.txt: recorded (5 bytes, text/plain)",
+        "listed 3 objects: 1 newly recorded, 0 updated, 1 rejected, 0 already recorded, "
+        "1 outside user prefixes, 0 older than --since",
+    ]
+    # The summary is printed once: not logged besides.
+    assert not [r for r in caplog.records if "listed 3 objects" in r.getMessage()]
+    assert not root.object_exists("uploads/alice/big.bin")
+
+    root.put_object("uploads/alice/note.txt", b"changed", headers={"Content-Type": "text/plain"})
+    assert _reconcile(app, "--dry-run").splitlines()[0] == (
+        "would judge uploads/alice/note.txt (recorded for another ETag: the object was replaced)"
+    )
+    assert (
+        _reconcile(app, "--verbose")
+        .splitlines()[0]
+        .startswith("uploads/alice/note.txt: updated (ETag ")
+    )
+    quiet = _reconcile(app)
+    assert quiet.splitlines() == [
+        "listed 2 objects: 0 newly recorded, 0 updated, 0 rejected, 1 already recorded, "
+        "1 outside user prefixes, 0 older than --since"
+    ]
