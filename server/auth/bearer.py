@@ -272,9 +272,7 @@ class TokenVerifier:
         if isinstance(exc, jwt.DecodeError):
             if claim is not None:
                 return _invalid(f"The bearer token's {_claim(claim)} claim is not a number.")
-            return _invalid(
-                "The bearer token cannot be decoded: its parts are not base64url JSON."
-            )
+            return _invalid("The bearer token cannot be decoded: its parts are not base64url JSON.")
         return _invalid("The bearer token is invalid.")
 
     def _algorithm_refused(self) -> AuthError:
