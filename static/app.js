@@ -18,18 +18,28 @@
  * `window.ossgateUploadOptions = {...}` before this module runs; the tests and the benchmark
  * do so to use small parts and short intervals.
  *
+ * Destinations: when the signed-in user may use more than one of ossgate's destinations
+ * (GET /api/destinations), select[name=destination] above the drop zone offers them, each
+ * with its limits; the limits line, the pre-send checks and the upload method follow the
+ * choice, and each row says where its file went. With one destination the choice is not
+ * shown and files go to the server's default, as before destinations existed.
+ *
  * Upload method: the select[name=mode] switches between direct uploads with STS credentials
  * and forms signed by the server (/api/post-policy), for the files added afterwards. Its
- * first value is the `mode` option; with `formUpload` or `formUploadTypes` set (say
- * `{formUploadTypes: ['image/*']}`), "Automatic" is offered and sends the files they select
- * as forms, the others direct. Without them "Automatic" would mean "direct", so it is not
+ * first value is the `mode` option. "Automatic" follows the chosen destination's
+ * `formUpload` (off, auto, always) and the page's own `formUpload` / `formUploadTypes`
+ * (say `{formUploadTypes: ['image/*']}`), see Uploader.autoRule; when that amounts to
+ * "direct" or "form" for every file, the select shows that method and "Automatic" is not
  * offered.
  */
 
 import { MESSAGES, fillText, pickLanguage, translateDocument, translator } from './i18n.js';
 import { Mode, Status, Uploader } from './ossgate-upload.js';
 
-/** @import { OssgateError, Upload, UploaderOptions } from './ossgate-upload.js' */
+/**
+ * @import { AutoRule, Destination, DestinationList, Grant, Limits, OssgateError, Upload,
+ *   UploaderOptions } from './ossgate-upload.js'
+ */
 
 export const TOKEN_KEY = 'ossgate.token';
 
@@ -44,6 +54,22 @@ const t = translator(language);
 const messageOrigins = (config.messageOrigins || '').split(/\s+/).filter(Boolean);
 /** @type {Map<Upload, HTMLLIElement>} */
 const rows = new Map();
+/**
+ * The destinations the signed-in user may use, as GET /api/destinations listed them.
+ * @type {Destination[]}
+ */
+let destinations = [];
+/**
+ * Where the files added now go: the chosen destination's name, or null for the server's
+ * default (one destination, or none listed).
+ * @type {string | null}
+ */
+let chosen = null;
+/**
+ * The key prefix of each destination the page has credentials for, to shorten keys.
+ * @type {Map<string, string>}
+ */
+const prefixes = new Map();
 
 // -- small helpers ----------------------------------------------------------------------------
 
@@ -121,16 +147,20 @@ function clearNotice(kind = null) {
  */
 function describe(error) {
   if (!error) return '';
+  // With a choice of destinations, a refusal names the one that refused.
+  const destination = destinations.length > 1 ? error.detail.destination : null;
   switch (error.kind) {
     case 'limits':
       if (error.code === 'empty_file') return t('err_empty_file');
       if (error.code === 'type_not_allowed') {
-        return t('err_type_not_allowed', { type: error.detail.contentType });
+        return t(destination ? 'err_type_not_allowed_to' : 'err_type_not_allowed', {
+          type: error.detail.contentType, destination,
+        });
       }
       // The server's 413 when the page did not know the limit: its own sentence.
       return typeof error.detail.maxBytes === 'number'
-        ? t('err_too_large', {
-          size: formatBytes(error.detail.size), max: formatBytes(error.detail.maxBytes),
+        ? t(destination ? 'err_too_large_to' : 'err_too_large', {
+          size: formatBytes(error.detail.size), max: formatBytes(error.detail.maxBytes), destination,
         })
         : t('err_server', { message: error.message });
     case 'cors':
@@ -139,6 +169,9 @@ function describe(error) {
     case 'session':
       return t('err_session');
     case 'denied':
+      if (error.code === 'destination_forbidden' || error.code === 'unknown_destination') {
+        return t(`err_${error.code}`, { destination: error.detail.destination });
+      }
       return t('err_denied', { code: error.code });
     case 'network':
       return t('err_network');
@@ -164,23 +197,16 @@ const PAGE_WIDE = new Set(['cors', 'session', 'network', 'denied', 'unavailable'
 // -- the uploader -----------------------------------------------------------------------------
 
 /**
- * The server's form-upload setting (OSSGATE_FORM_UPLOAD / _TYPES): "off" uploads directly,
- * "always" uses signed forms, "auto" sends small files of the listed types (or, with no list,
- * every small file) as forms. window.ossgateUploadOptions still overrides it.
+ * The server's form-upload types (OSSGATE_FORM_UPLOAD_TYPES, with OSSGATE_FORM_UPLOAD=auto):
+ * which small files go as forms. Whether files go as forms at all is each destination's
+ * `formUpload` (off, auto, always; OSSGATE_FORM_UPLOAD without a destinations file), which
+ * the uploader learns from GET /api/destinations. window.ossgateUploadOptions still
+ * overrides it.
  * @returns {Partial<UploaderOptions>}
  */
 function formUploadOptions() {
   const types = (config.formUpload === 'auto' && config.formUploadTypes) || '';
-  switch (config.formUpload) {
-    case 'always':
-      return { mode: 'form' };
-    case 'auto':
-      return types
-        ? { mode: 'auto', formUploadTypes: types.split(',').filter(Boolean) }
-        : { mode: 'auto', formUpload: true };
-    default:
-      return {};
-  }
+  return types ? { formUploadTypes: types.split(',').filter(Boolean) } : {};
 }
 
 const uploader = new Uploader({
@@ -214,6 +240,7 @@ function buildRow(upload) {
   info.append(
     element('span', { class: 'state', role: 'status' }), // announced; progress and speed not
     element('span', { class: 'method' }, upload.mode === 'form' ? t('method_form') : null),
+    element('span', { class: 'destination' }),
     element('span', { class: 'parts' }),
     element('span', { class: 'speed' }),
     element('span', { class: 'record' }),
@@ -246,6 +273,10 @@ function renderRow(upload) {
   li.dataset.status = upload.status;
   li.dataset.mode = upload.mode;
   if (upload.key) li.dataset.key = upload.key;
+  if (upload.destination) li.dataset.destination = upload.destination;
+  // Where it went, when there was a choice.
+  part('.destination').textContent = destinations.length > 1 && upload.destination
+    ? t('rowDestination', { name: upload.destination }) : '';
   part('.state').textContent = t(`status_${upload.status}`);
 
   const bar = /** @type {HTMLProgressElement} */ (li.querySelector('progress'));
@@ -308,7 +339,7 @@ function addFiles(files) {
   const list = Array.from(files || []);
   if (list.length === 0 || !token()) return;
   const batch = document.createDocumentFragment(); // newest batch on top, in chosen order
-  const added = uploader.add(list);
+  const added = uploader.add(list, { destination: chosen });
   for (const upload of added) {
     const li = buildRow(upload);
     rows.set(upload, li);
@@ -328,34 +359,138 @@ function addFiles(files) {
 
 // -- upload method ----------------------------------------------------------------------------
 
-/** @param {string} mode  a Mode value */
-function modeHelp(mode) {
+/**
+ * @param {string} mode  a Mode value
+ * @param {AutoRule} rule  what auto mode does for the chosen destination
+ */
+function modeHelp(mode, rule) {
   const size = formatBytes(uploader.options.multipartThreshold);
   if (mode === Mode.FORM) return t('mode_help_form');
   if (mode === Mode.STS) return t('mode_help_sts', { size });
-  const { formUpload, formUploadTypes } = uploader.options;
-  if (typeof formUpload === 'function') return t('mode_help_auto_custom');
-  if (formUpload === true) return t('mode_help_auto_all', { size });
-  // Auto is offered only when uploader.autoUsesForm: here, with a list of types.
+  if (rule === 'custom') return t('mode_help_auto_custom');
+  if (rule === 'small') return t('mode_help_auto_all', { size });
+  // Auto is offered only when it differs from both methods: here, with a list of types.
   return t('mode_help_auto_types', {
-    size, types: /** @type {string[]} */ (formUploadTypes).join(', '),
+    size, types: /** @type {string[]} */ (uploader.options.formUploadTypes).join(', '),
   });
+}
+
+const modeSelect = /** @type {HTMLSelectElement} */ ($('#upload-mode'));
+/** Kept while it is not offered, to put back when another destination makes it mean something. */
+const autoOption = /** @type {HTMLOptionElement} */ (modeSelect.querySelector('option[value=auto]'));
+
+/**
+ * The method selector for the chosen destination: "Automatic" only when it differs from
+ * "direct" and "form"; in auto mode, otherwise, the method it amounts to.
+ */
+function renderModeSelector() {
+  const rule = uploader.autoRule(chosen);
+  const offered = rule !== 'direct' && rule !== 'form';
+  if (offered && !autoOption.isConnected) modeSelect.prepend(autoOption);
+  if (!offered && autoOption.isConnected) autoOption.remove();
+  const mode = uploader.options.mode;
+  modeSelect.value = mode !== Mode.AUTO || offered ? mode
+    : rule === 'form' ? Mode.FORM : Mode.STS;
+  fillText($('#mode-help'), modeHelp(modeSelect.value, rule));
 }
 
 /** The method selector: its choice applies to the files added after it changes. */
 function setUpModeSelector() {
-  const select = /** @type {HTMLSelectElement} */ ($('#upload-mode'));
-  if (!uploader.autoUsesForm) {
-    /** @type {HTMLOptionElement} */ (select.querySelector('option[value=auto]')).remove();
-  }
-  const mode = uploader.options.mode;
-  select.value = mode === Mode.AUTO && !uploader.autoUsesForm ? Mode.STS : mode;
-  const show = () => fillText($('#mode-help'), modeHelp(select.value));
-  select.addEventListener('change', () => {
-    uploader.setMode(select.value);
-    show();
+  modeSelect.addEventListener('change', () => {
+    uploader.setMode(modeSelect.value);
+    renderModeSelector();
   });
-  show();
+  renderModeSelector();
+}
+
+// -- destinations -----------------------------------------------------------------------------
+
+/**
+ * What a destination takes, for people: "images, PDF files".
+ * @param {string[]} contentTypes
+ */
+function kindsOf(contentTypes) {
+  /** @type {Record<string, string>} */
+  const kinds = {
+    '*/*': 'kind_any', 'image/*': 'kind_image', 'video/*': 'kind_video', 'audio/*': 'kind_audio',
+    'text/*': 'kind_text', 'application/pdf': 'kind_pdf',
+  };
+  return contentTypes.map((type) => (kinds[type] ? t(kinds[type]) : type)).join(t('listSeparator'));
+}
+
+/**
+ * The limits line (and the file picker's accept list) for `limits`.
+ * @param {Limits} limits
+ */
+function showLimits(limits) {
+  const anyType = limits.contentTypes.includes('*/*');
+  const types = anyType ? t('anyType') : limits.contentTypes.join(', ');
+  $('#limits').textContent = t('limits', { size: formatBytes(limits.maxBytes), types });
+  const input = /** @type {HTMLInputElement} */ ($('#file-input'));
+  if (anyType) input.removeAttribute('accept');
+  else input.accept = limits.contentTypes.join(',');
+}
+
+/**
+ * What the page shows of a grant: where the user's files go, that destination's limits.
+ * @param {Grant} grant
+ */
+function showGrant(grant) {
+  if (grant.destination) prefixes.set(grant.destination, grant.prefix);
+  $('#account').hidden = false;
+  $('#account-prefix').textContent = t('uploadingAs', { prefix: grant.prefix });
+  showLimits(grant.limits);
+}
+
+/**
+ * The destination choice, from GET /api/destinations: offered when there are two or more
+ * (the previous choice kept if it is still there, else the default); hidden otherwise.
+ * @param {DestinationList} listing
+ */
+function setUpDestinations(listing) {
+  destinations = listing.destinations;
+  const choice = $('#destination-choice');
+  const select = /** @type {HTMLSelectElement} */ ($('#upload-destination'));
+  const names = destinations.map((d) => d.name);
+  if (destinations.length < 2) {
+    choice.hidden = true;
+    select.replaceChildren();
+    // One destination that is not the default (or none at all): name it, or let it fail.
+    chosen = destinations.length === 1 && listing.default === null ? names[0] : null;
+    return;
+  }
+  select.replaceChildren(...destinations.map((d) => element('option', { value: d.name },
+    t('destinationOption', {
+      name: d.name,
+      kinds: kindsOf(d.contentTypes),
+      size: formatBytes(d.maxBytes),
+    }))));
+  chosen = chosen !== null && names.includes(chosen) ? chosen
+    : listing.default !== null && names.includes(listing.default) ? listing.default : names[0];
+  select.value = chosen;
+  choice.hidden = false;
+}
+
+/** The user chose another destination: its limits and method now, its grant when it comes. */
+async function chooseDestination() {
+  const select = /** @type {HTMLSelectElement} */ ($('#upload-destination'));
+  const name = select.value;
+  chosen = name;
+  const info = uploader.destinationInfo(name);
+  if (info) showLimits(info);
+  renderModeSelector();
+  renderInterrupted();
+  let grant;
+  try {
+    grant = await uploader.grant(name);
+  } catch (err) {
+    const error = /** @type {OssgateError} */ (err);
+    if (error.kind !== 'session') showNotice(error.kind, describe(error));
+    return;
+  }
+  if (chosen !== name) return; // chosen again meanwhile
+  showGrant(grant);
+  renderInterrupted();
 }
 
 // -- interrupted multipart uploads ------------------------------------------------------------
@@ -364,7 +499,7 @@ function renderInterrupted() {
   const running = new Set(uploader.uploads
     .filter((u) => u.status === Status.UPLOADING || u.status === Status.QUEUED)
     .map((u) => u.key));
-  const entries = uploader.interrupted().filter((e) => !running.has(e.key));
+  const entries = uploader.interrupted(chosen).filter((e) => !running.has(e.key));
   const list = $('#interrupted-list');
   list.replaceChildren();
   for (const entry of entries) {
@@ -408,13 +543,18 @@ async function loadUploads(append = false) {
     return;
   }
   if (!append) body.replaceChildren();
-  const prefix = uploader.credentials.grant ? uploader.credentials.grant.prefix : '';
+  const several = destinations.length > 1;
+  $('#col-destination').hidden = !several;
   for (const record of page.uploads) {
-    const tr = element('tr', { 'data-record-id': record.id, 'data-key': record.key });
+    const tr = element('tr', {
+      'data-record-id': record.id, 'data-key': record.key, 'data-destination': record.destination,
+    });
     const when = record.createdAt ? new Date(record.createdAt) : null;
+    const prefix = [...prefixes.values()].find((p) => record.key.startsWith(p));
     tr.append(
       element('td', { class: 'file-cell', title: record.key },
-        record.key.startsWith(prefix) ? record.key.slice(prefix.length) : record.key),
+        prefix ? record.key.slice(prefix.length) : record.key),
+      element('td', { class: 'destination-cell', hidden: !several }, record.destination || ''),
       element('td', { class: 'num' }, formatBytes(record.size)),
       element('td', {}, record.contentType || ''),
       element('td', {}, when ? when.toLocaleString(language === 'zh' ? 'zh-CN' : 'en') : ''),
@@ -447,20 +587,24 @@ async function showSignedIn() {
   $('#my-uploads').hidden = false;
   let grant;
   try {
-    grant = await uploader.grant();
+    /** @type {DestinationList} */
+    let listing = { destinations: [], default: null };
+    try {
+      listing = await uploader.destinations();
+    } catch (err) {
+      // Without the list the page works as with one destination, the server's default.
+      if (/** @type {OssgateError} */ (err).kind === 'session') throw err;
+    }
+    setUpDestinations(listing);
+    renderModeSelector();
+    grant = await uploader.grant(chosen);
   } catch (err) {
     const error = /** @type {OssgateError} */ (err);
     if (error.kind !== 'session') showNotice(error.kind, describe(error));
     return;
   }
   clearNotice('session');
-  $('#account').hidden = false;
-  $('#account-prefix').textContent = t('uploadingAs', { prefix: grant.prefix });
-  const types = grant.limits.contentTypes.includes('*/*')
-    ? t('anyType') : grant.limits.contentTypes.join(', ');
-  $('#limits').textContent = t('limits', { size: formatBytes(grant.limits.maxBytes), types });
-  const input = /** @type {HTMLInputElement} */ ($('#file-input'));
-  if (!grant.limits.contentTypes.includes('*/*')) input.accept = grant.limits.contentTypes.join(',');
+  showGrant(grant);
   renderInterrupted();
   loadUploads();
   document.body.dataset.ready = 'true';
@@ -549,6 +693,7 @@ function wire() {
     window.addEventListener(type, (event) => event.preventDefault());
   }
 
+  $('#upload-destination').addEventListener('change', chooseDestination);
   $('#refresh-uploads').addEventListener('click', () => loadUploads());
   $('#more-uploads').addEventListener('click', () => loadUploads(true));
 

@@ -12,11 +12,22 @@
  *   const outcome = await upload.done;                         // the Upload itself
  *
  * What it takes care of:
- * - Where ossgate is: every endpoint (`tokenUrl`, `postPolicyUrl`, `uploadsUrl`, `confirmUrl`)
- *   is resolved against `baseUrl`, which defaults to the ossgate server the module was loaded
+ * - Where ossgate is: every endpoint (`tokenUrl`, `postPolicyUrl`, `uploadsUrl`, `confirmUrl`,
+ *   `destinationsUrl`) is resolved against `baseUrl`, which defaults to the ossgate server the module was loaded
  *   from (its `import.meta.url`), not the page's origin. A copy of the module (npm package,
  *   single file) has no such default: give it `baseUrl` (or absolute endpoints; `confirmUrl`
- *   then follows `uploadsUrl`).
+ *   then follows `uploadsUrl`, `destinationsUrl` `tokenUrl`).
+ * - Destinations: ossgate may have several (`avatars`, `docs`), each with its prefix, limits
+ *   and form rule. A file goes to the one `uploader.add(files, {destination: 'docs'})` names,
+ *   else to the `destination` option, else to the server's default; the name is sent to
+ *   /api/sts-token and /api/post-policy. Credentials are cached and refreshed per
+ *   destination (a grant for `avatars` is never used for a `docs` upload), and the limits
+ *   checked before sending are that destination's. `uploader.destinations()` lists the ones
+ *   the user may use (GET `destinationsUrl`) with their limits, for a frontend that offers a
+ *   choice. A name ossgate does not know (`unknown_destination`) or that the user's token
+ *   does not admit (`destination_forbidden`) fails the upload as a `denied` OssgateError
+ *   with the name in `error.detail.destination`; retrying it is pointless, so it is not
+ *   retryable.
  * - Credentials: POST /api/sts-token with the bearer token (never in a URL). The answer goes to
  *   ali-oss as is; `refreshSTSToken` fetches a new one on ali-oss's timer, with an interval
  *   below the credential lifetime. ali-oss stamps its refresh time *before* the new token
@@ -51,7 +62,10 @@
  * - Which path a file takes (`Upload.mode`: put, multipart or form) follows the `mode`
  *   option, read when the file is added: `sts` (credentials: put, or multipart from
  *   `multipartThreshold`), `form` (every non-empty file as a form), or `auto` (the default:
- *   a form for the files `formUpload` / `formUploadTypes` select, credentials otherwise).
+ *   a form for the files `formUpload` / `formUploadTypes` select, or that their
+ *   destination's `formUpload` asks for once destinations() described it: `always`, or
+ *   `auto` for files below `multipartThreshold`, of `formUploadTypes` when listed;
+ *   credentials otherwise; `uploader.autoRule(destination)` says which).
  * - Errors are classified (`OssgateError.kind`): cors, network, session, denied, credentials,
  *   limits, rejected, unconfirmed, cancelled, rate_limited, unavailable, server.
  *
@@ -77,3 +91,7 @@ export { Uploader } from './upload/uploader.js';
 /** @typedef {import('./upload/upload.js').UploadStatus} UploadStatus  Upload.status */
 /** @typedef {import('./upload/uploader.js').UploadRecord} UploadRecord  of listUploads() */
 /** @typedef {import('./upload/api.js').TokenSource} TokenSource  getBearerToken */
+/** @typedef {import('./upload/uploader.js').Destination} Destination  of destinations() */
+/** @typedef {import('./upload/uploader.js').DestinationList} DestinationList  destinations() */
+/** @typedef {import('./upload/uploader.js').AutoRule} AutoRule  of autoRule() */
+/** @typedef {import('./upload/limits.js').Limits} Limits  Grant.limits */

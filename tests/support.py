@@ -1,15 +1,32 @@
-"""Helpers shared by the tests: official-SDK clients on a running emulator."""
+"""Helpers shared by the tests: official-SDK clients on a running emulator, the ali-oss
+bundle, and the watch that keeps a test run from leaving folders or processes behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from dataclasses import dataclass
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 import oss2
+import pytest
 from aliyunsdkcore.client import AcsClient
 from aliyunsdksts.request.v20150401.AssumeRoleRequest import AssumeRoleRequest
 
 from server.emulator.runner import Emulator
+
+
+class AppConfig(Protocol):
+    """The ``app_config`` fixture: settings for ``create_app`` on an emulator, plus overrides."""
+
+    def __call__(self, emu: Emulator, **overrides: str) -> dict[str, str]: ...
 
 
 def root_bucket(emu: Emulator, auth_version: str = "v4") -> oss2.Bucket:
@@ -187,3 +204,160 @@ class PostgresServer:
 
     def stop(self) -> None:
         self._run(f"{self.bin}/pg_ctl", "-D", self.data, "-w", "-m", "fast", "stop")
+
+
+# -- the ali-oss browser bundle ---------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Copied from node_modules by ``make all``; the upload page and the test pages load it.
+ALI_OSS_BUNDLE = REPO_ROOT / "static" / "vendor" / "aliyun-oss-sdk.min.js"
+
+
+def ali_oss_bundle() -> Path:
+    """The ali-oss browser bundle, or a failure (never a skip) saying how to get it.
+
+    Without it a page only times out waiting for ``OSS`` to exist, which says nothing about
+    the cause; every test that serves a page calls this first.
+    """
+    if not ALI_OSS_BUNDLE.is_file():
+        pytest.fail(
+            f"{ALI_OSS_BUNDLE} is missing: run `make all` to copy the ali-oss bundle",
+            pytrace=False,
+        )
+    return ALI_OSS_BUNDLE
+
+
+# -- nothing left behind ------------------------------------------------------------------------
+
+#: Inherited by every process the run starts (also through runuser, pg_ctl and gunicorn, which
+#: keep the environment), so a server that detached from the run is still recognised as its.
+#: Not ``OSSGATE_*``: tests/server/processes.py strips those from the children's environment.
+SESSION_MARK = "PYTEST_OSSGATE_SESSION"
+#: How long processes may take to exit after the last teardown before they count as leaked.
+LEAK_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class LeakedProcess:
+    pid: int
+    command: str
+
+    def __str__(self) -> str:
+        return f"pid {self.pid}: {self.command}"
+
+
+def _proc_stat(pid: str) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from ``/proc/PID/stat``, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name, in parentheses, may itself hold spaces and parentheses.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[0], int(fields[1])
+
+
+def _proc_environ(pid: str) -> Mapping[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def _proc_command(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    return " ".join(a.decode(errors="replace") for a in argv if a)[:200] or "?"
+
+
+@dataclass
+class LeakWatch:
+    """Gives a test run a temp folder of its own and, at its end, says what it left behind.
+
+    ``start`` makes ``<system temp>/ossgate-run-*`` and points ``TMPDIR`` (inherited by every
+    child) and :mod:`tempfile` at it, so whatever the run or its children create with
+    ``mkdtemp``, ``TemporaryDirectory`` or ``NamedTemporaryFile`` lands there whatever its
+    prefix, and runs going on at the same time on the machine cannot be mistaken for each
+    other. pytest's own ``tmp_path`` tree stays in the system temp folder, where pytest keeps
+    the last few runs for inspection (``PYTEST_DEBUG_TEMPROOT``, as pytester sets it).
+
+    ``finish``, once every fixture is torn down, returns one line per leak: an entry left in
+    the run's folder, or a process still alive that descends from this one or carries the
+    run's mark. It then removes the folder and kills those processes, so even a failing run
+    leaves nothing behind.
+    """
+
+    root: Path
+    mark: str
+    pid: int = field(default_factory=os.getpid)
+    _saved: dict[str, str | None] = field(default_factory=dict)
+    _saved_tempdir: str | None = None
+
+    @classmethod
+    def start(cls) -> LeakWatch:
+        system_temp = tempfile.gettempdir()
+        root = Path(tempfile.mkdtemp(prefix="ossgate-run-", dir=system_temp))
+        # Traversable (not listable) by others: the PostgreSQL tests chown a folder of their
+        # own inside it to the postgres user, who must be able to reach it.
+        root.chmod(0o711)
+        watch = cls(root=root, mark=root.name)
+        watch._saved_tempdir = tempfile.tempdir
+        for name, value in (
+            ("TMPDIR", str(root)),
+            (SESSION_MARK, watch.mark),
+            ("PYTEST_DEBUG_TEMPROOT", os.environ.get("PYTEST_DEBUG_TEMPROOT", system_temp)),
+        ):
+            watch._saved[name] = os.environ.get(name)
+            os.environ[name] = value
+        tempfile.tempdir = str(root)
+        return watch
+
+    def leftovers(self) -> list[str]:
+        # pytest's own tree, should pytest ever stop honouring PYTEST_DEBUG_TEMPROOT.
+        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith("pytest-of-"))
+
+    def processes(self) -> list[LeakedProcess]:
+        """Live processes of this run (zombies are dead, only not yet reaped)."""
+        children: dict[int, list[int]] = {}
+        marked: set[int] = set()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == self.pid:
+                continue
+            stat = _proc_stat(entry)
+            if stat is None or stat[0] in ("Z", "X"):
+                continue
+            pid = int(entry)
+            children.setdefault(stat[1], []).append(pid)
+            if _proc_environ(entry).get(SESSION_MARK) == self.mark:
+                marked.add(pid)
+        found, pending = set(), list(children.get(self.pid, []))
+        while pending:
+            pid = pending.pop()
+            if pid not in found:
+                found.add(pid)
+                pending.extend(children.get(pid, []))
+        return [LeakedProcess(pid, _proc_command(pid)) for pid in sorted(found | marked)]
+
+    def finish(self, grace: float = LEAK_GRACE_SECONDS) -> list[str]:
+        deadline = time.monotonic() + grace
+        while (processes := self.processes()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        problems = [f"temp folder entry left in {self.root}: {name}" for name in self.leftovers()]
+        problems += [f"process still running: {process}" for process in processes]
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):  # not ours to reap: init reaps it
+                os.waitpid(process.pid, 0)
+        shutil.rmtree(self.root, ignore_errors=True)
+        tempfile.tempdir = self._saved_tempdir
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        return problems

@@ -1,5 +1,5 @@
 /**
- * Calls to ossgate's own API (/api/sts-token, /api/post-policy, /api/uploads): the bearer
+ * Calls to ossgate's own API (/api/sts-token, /api/post-policy, /api/uploads, …): the bearer
  * token, a request that gets no answer, and an error answer, each as an OssgateError.
  */
 
@@ -41,19 +41,30 @@ export async function reach(fetch, url, init) {
 }
 
 /**
+ * ossgate's refusals of a destination (`error.destination` names it): 404 for a name it does
+ * not have, 403 for one the caller's token claims do not admit. Both are `denied`: asking
+ * again would only be refused again.
+ */
+const DESTINATION_REFUSALS = new Set(['unknown_destination', 'destination_forbidden']);
+
+/**
  * The error of an ossgate API response (`{"error": {"code", "message"}}`), classified; a
- * `session` one (401) is also announced as a `session-expired` event on `events`.
+ * `session` one (401) is also announced as a `session-expired` event on `events`. A refused
+ * destination is `denied`, with its name in `detail.destination`.
  * @param {Response} response  not ok
  * @param {EventTarget} events
  */
 export async function apiFailure(response, events) {
   let code = `http_${response.status}`;
   let message = response.statusText || code;
+  /** @type {import('./errors.js').ErrorDetail} */
+  const detail = {};
   try {
     const body = await response.json();
     if (body && body.error) {
       code = body.error.code || code;
       message = body.error.message || message;
+      if (typeof body.error.destination === 'string') detail.destination = body.error.destination;
     }
   } catch {
     // not JSON: keep the status line
@@ -62,11 +73,11 @@ export async function apiFailure(response, events) {
   const status = response.status;
   const kind =
     status === 401 ? 'session'
-    : status === 403 ? 'denied'
+    : status === 403 || DESTINATION_REFUSALS.has(code) ? 'denied'
     : status === 429 ? 'rate_limited'
     : status === 503 ? 'unavailable'
     : 'server';
-  const error = new OssgateError(kind, message, { code, status, retryAfter });
+  const error = new OssgateError(kind, message, { code, status, retryAfter, detail });
   if (error.kind === 'session') {
     events.dispatchEvent(new CustomEvent('session-expired', { detail: error }));
   }

@@ -1,6 +1,7 @@
 /**
- * Short-lived upload credentials from ossgate (POST /api/sts-token), shared by every upload
- * of an Uploader, refreshed before they expire through one request at a time.
+ * Short-lived upload credentials from ossgate (POST /api/sts-token) for one destination,
+ * shared by every upload of an Uploader to it, refreshed before they expire through one
+ * request at a time.
  */
 
 import { apiFailure, bearerToken, reach } from './api.js';
@@ -8,8 +9,8 @@ import { apiFailure, bearerToken, reach } from './api.js';
 /** @import { TokenSource } from './api.js' */
 
 /**
- * The /api/sts-token answer: STS credentials for the user's prefix, where to upload, the
- * callback parameters and the limits (server/token_api.py).
+ * The /api/sts-token answer: STS credentials for the user's prefix in one destination, where
+ * to upload, the callback parameters and that destination's limits (server/credentials/api.py).
  * @typedef {object} Grant
  * @property {string} accessKeyId
  * @property {string} accessKeySecret
@@ -19,12 +20,15 @@ import { apiFailure, bearerToken, reach } from './api.js';
  * @property {string} bucket
  * @property {string | null} endpoint
  * @property {boolean} secure
- * @property {string} prefix  every key of the user starts with it
+ * @property {string} [destination]  the destination's name (the default's, when none was asked)
+ * @property {string} prefix  every key of the user in this destination starts with it
  * @property {AliOss.Callback | null} callback
  * @property {import('./limits.js').Limits} limits
  */
 
 /**
+ * The credentials of one destination (`destination`; null: the server's default): a grant
+ * for `avatars` is never used for `docs`, whose session policy allows another prefix.
  * `grant` is the last /api/sts-token answer; `expiresAt` its expiry on *this* browser's clock
  * (from the lifetime the server stated, so a skewed local clock does not matter). Events:
  * `refresh` (detail: the new grant) and `session-expired` (detail: the OssgateError).
@@ -37,10 +41,15 @@ export class CredentialSource extends EventTarget {
    * @param {typeof fetch} options.fetch
    * @param {number} options.refreshMarginMs
    * @param {number} options.refreshIntervalMs
+   * @param {string | null} [options.destination]  null or absent: the server's default
    */
-  constructor({ tokenUrl, getBearerToken, fetch, refreshMarginMs, refreshIntervalMs }) {
+  constructor({
+    tokenUrl, getBearerToken, fetch, refreshMarginMs, refreshIntervalMs, destination = null,
+  }) {
     super();
     this.tokenUrl = tokenUrl;
+    /** @type {string | null} */
+    this.destination = destination;
     this.getBearerToken = getBearerToken;
     this.fetch = fetch;
     this.refreshMarginMs = refreshMarginMs;
@@ -96,12 +105,15 @@ export class CredentialSource extends EventTarget {
   /** @returns {Promise<Grant>} */
   async _fetch() {
     const token = await bearerToken(this.getBearerToken, 401);
-    const response = await reach(this.fetch, this.tokenUrl, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' },
-      cache: 'no-store',
-      credentials: 'same-origin',
-    });
+    /** @type {Record<string, string>} */
+    const headers = { Authorization: `Bearer ${token}`, Accept: 'application/json' };
+    /** @type {RequestInit} */
+    const init = { method: 'POST', headers, cache: 'no-store', credentials: 'same-origin' };
+    if (this.destination !== null) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify({ destination: this.destination });
+    }
+    const response = await reach(this.fetch, this.tokenUrl, init);
     this.fetches += 1;
     if (!response.ok) throw await apiFailure(response, this);
     /** @type {Grant} */

@@ -18,7 +18,9 @@ import { ossOrigin } from './oss.js';
 /**
  * More about some failures: a `limits` error's size, limit, type and allowed types; a
  * refusal of /api/post-policy's own code (`serverCode`); a `cors` error's page origin; a
- * `rejected` error's reason (`too_large`, `type_not_allowed`, `overwrite_forbidden`).
+ * `rejected` error's reason (`too_large`, `type_not_allowed`, `overwrite_forbidden`); the
+ * destination a `denied` error refused (`unknown_destination`, `destination_forbidden`) or a
+ * `limits` error's limits came from.
  * @typedef {object} ErrorDetail
  * @property {number} [size]
  * @property {number | null} [maxBytes]
@@ -27,6 +29,7 @@ import { ossOrigin } from './oss.js';
  * @property {string} [serverCode]
  * @property {string} [origin]
  * @property {string} [reason]
+ * @property {string | null} [destination]
  */
 
 /**

@@ -34,7 +34,9 @@ export function servedBase(moduleUrl) {
  * The options naming one of ossgate's endpoints, resolved against `baseUrl` (relative by
  * default, so a path prefix of `baseUrl` is kept; an absolute URL is taken as is).
  */
-const ENDPOINTS = /** @type {const} */ (['tokenUrl', 'uploadsUrl', 'postPolicyUrl', 'confirmUrl']);
+const ENDPOINTS = /** @type {const} */ ([
+  'tokenUrl', 'uploadsUrl', 'postPolicyUrl', 'confirmUrl', 'destinationsUrl',
+]);
 
 /** The `mode` option: how files are sent (see the module comment of ossgate-upload.js). */
 export const Mode = Object.freeze({
@@ -56,6 +58,8 @@ const MODES = new Set(Object.values(Mode));
  * @property {string} uploadsUrl
  * @property {string} postPolicyUrl
  * @property {string} confirmUrl
+ * @property {string} destinationsUrl
+ * @property {string | null} destination
  * @property {UploadMode} mode
  * @property {boolean | ((file: File) => boolean)} formUpload
  * @property {string[] | null} formUploadTypes
@@ -93,6 +97,13 @@ export const DEFAULTS = Object.freeze({
   postPolicyUrl: 'api/post-policy',
   /** Where an upload whose callback failed (203 CallbackFailed) asks for its verdict. */
   confirmUrl: 'api/uploads/confirm',
+  /** The destinations the user may use (GET); see Uploader.destinations(). */
+  destinationsUrl: 'api/destinations',
+  /**
+   * Where files go: the name of one of ossgate's destinations (`avatars`, `docs`), or null
+   * for the server's default. `uploader.add(files, {destination})` overrides it per call.
+   */
+  destination: null,
   /** How files are sent: Mode.AUTO, Mode.STS or Mode.FORM; see also setMode(). */
   mode: Mode.AUTO,
   /**
@@ -146,6 +157,20 @@ export function checkMode(mode) {
 }
 
 /**
+ * `destination` as a destination's name, or null (the server's default); a TypeError
+ * otherwise, so a typo fails when the file is added, not in the middle of an upload.
+ * @param {unknown} destination
+ * @returns {string | null}
+ */
+export function checkDestination(destination) {
+  if (destination === null || destination === undefined) return null;
+  if (typeof destination !== 'string' || !destination) {
+    throw new TypeError(`destination must be a destination's name or null, not ${destination}`);
+  }
+  return destination;
+}
+
+/**
  * The options an Uploader is given over the defaults, checked: a mistake fails here, not in
  * the middle of an upload.
  * @param {Partial<UploaderOptions> & {getBearerToken: TokenSource}} options
@@ -168,6 +193,7 @@ export function uploaderOptions(options) {
     throw new RangeError(`partSize must be at least ${MIN_PART_SIZE} bytes (OSS's minimum)`);
   }
   resolved.mode = checkMode(resolved.mode);
+  resolved.destination = checkDestination(resolved.destination);
   resolveEndpoints(resolved);
   const { formUpload, formUploadTypes } = resolved;
   if (typeof formUpload !== 'boolean' && typeof formUpload !== 'function') {
@@ -209,6 +235,14 @@ function resolveEndpoints(resolved) {
     // A copy set up with absolute endpoints before confirmUrl existed keeps working: the
     // confirm is POST <uploads>/confirm on ossgate.
     resolved.confirmUrl = `${String(resolved.uploadsUrl).replace(/\/+$/, '')}/confirm`;
+  }
+  if (!base && resolved.destinationsUrl === DEFAULTS.destinationsUrl) {
+    // Likewise GET /api/destinations, next to the token endpoint.
+    try {
+      resolved.destinationsUrl = new URL('destinations', resolved.tokenUrl).href;
+    } catch {
+      // tokenUrl is not absolute either: the loop below names what is missing
+    }
   }
   for (const name of ENDPOINTS) {
     const value = resolved[name];

@@ -4,6 +4,7 @@
 /** @import { OssgateError } from './errors.js' */
 /** @import { SavedCheckpoint } from './checkpoints.js' */
 /** @import { XhrTransport } from './transport.js' */
+/** @import { CredentialSource } from './credentials.js' */
 
 export const Status = Object.freeze({
   QUEUED: 'queued',
@@ -56,19 +57,32 @@ export class Upload extends EventTarget {
   /**
    * @param {Uploader} uploader
    * @param {File} file
+   * @param {string | null} [destination]  null: the uploader's (see Uploader.add)
    */
-  constructor(uploader, file) {
+  constructor(uploader, file, destination = null) {
     super();
     uploadSequence += 1;
     this.id = `upload-${uploadSequence}`;
     this.uploader = uploader;
     this.file = file;
+    const asked = destination ?? uploader.options.destination;
+    /**
+     * The destination's name: the one asked for, or, for the server's default (null), its
+     * name once ossgate said it (in the credentials or the form policy).
+     * @type {string | null}
+     */
+    this.destination = asked;
+    /**
+     * The credentials of the destination asked for, kept by retries.
+     * @type {CredentialSource}
+     */
+    this._credentials = uploader.credentialsFor(asked);
     /** The object key, once known. @type {string | null} */
     this.key = null;
     /** @type {UploadStatus} */
     this.status = Status.QUEUED;
     /** Chosen when the file is added, kept by retries. @type {UploadPath} */
-    this.mode = uploader.pathFor(file);
+    this.mode = uploader.pathFor(file, asked);
     /** How much of the file is in OSS or on its way, from 0 to 1. */
     this.fraction = 0;
     this.bytesSent = 0;
@@ -118,11 +132,12 @@ export class Upload extends EventTarget {
 
   /**
    * Failed or cancelled; a file refused by the limits would only be refused again, and so
-   * would a rejected one (not retryable).
+   * would a rejected one (not retryable) or one whose destination was refused.
    */
   get retryable() {
-    return (this.status === Status.ERROR && !(this.error && this.error.kind === 'limits'))
-      || this.status === Status.CANCELLED;
+    const final = this.error !== null && (this.error.kind === 'limits'
+      || (this.error.kind === 'denied' && Boolean(this.error.detail.destination)));
+    return (this.status === Status.ERROR && !final) || this.status === Status.CANCELLED;
   }
 
   /**

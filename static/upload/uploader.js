@@ -1,7 +1,8 @@
 /**
- * Uploader: a queue of Uploads on shared credentials, each sent as a put, a multipart upload
- * or a form, retried once when the credentials or the multipart upload went stale, and ended
- * by ossgate's verdict (from the callback, or asked for when the callback failed).
+ * Uploader: a queue of Uploads on shared credentials (one set per destination), each sent as
+ * a put, a multipart upload or a form, retried once when the credentials or the multipart
+ * upload went stale, and ended by ossgate's verdict (from the callback, or asked for when
+ * the callback failed).
  */
 
 import { apiFailure, bearerToken, reach } from './api.js';
@@ -9,7 +10,7 @@ import { CheckpointStore } from './checkpoints.js';
 import { CredentialSource } from './credentials.js';
 import { OssgateError, classify, ossErrorOf, rejectionError } from './errors.js';
 import { checkLimits, contentTypeOf, formRefusal, policyRefusal, typeAllowed } from './limits.js';
-import { Mode, checkMode, uploaderOptions } from './options.js';
+import { Mode, checkDestination, checkMode, uploaderOptions } from './options.js';
 import { ossClient } from './oss.js';
 import { XhrTransport } from './transport.js';
 import { Status, Upload } from './upload.js';
@@ -19,6 +20,38 @@ import { Status, Upload } from './upload.js';
 /** @import { Grant } from './credentials.js' */
 /** @import { UploaderOptions } from './options.js' */
 /** @import { CallbackData, UploadPath, UploadResult } from './upload.js' */
+/** @import { Limits } from './limits.js' */
+
+/**
+ * One destination the caller may use (GET /api/destinations): its name, its key prefix
+ * (with `{user}`), its limits and how files go there in auto mode (`formUpload`).
+ * @typedef {object} Destination
+ * @property {string} name
+ * @property {string} prefix
+ * @property {number} maxBytes
+ * @property {string[]} contentTypes
+ * @property {'off' | 'auto' | 'always'} formUpload
+ */
+
+/**
+ * The answer of GET /api/destinations: the caller's destinations in the configuration's
+ * order, and the one used when none is named (null when the caller may not use it).
+ * @typedef {object} DestinationList
+ * @property {Destination[]} destinations
+ * @property {string | null} default
+ */
+
+/**
+ * What auto mode does with the files of a destination: `direct` (STS credentials), `form`
+ * (every non-empty file as a form), `small` (forms below multipartThreshold), `types` (forms
+ * below multipartThreshold of formUploadTypes) or `custom` (the formUpload function decides).
+ * @typedef {'direct' | 'form' | 'small' | 'types' | 'custom'} AutoRule
+ */
+
+/**
+ * An interrupted multipart upload (see interrupted()), with the destination it went to.
+ * @typedef {StoredCheckpoint & {destination?: string | null}} InterruptedUpload
+ */
 
 /**
  * A form upload's fields from ossgate (POST /api/post-policy): post every field, then the
@@ -28,6 +61,7 @@ import { Status, Upload } from './upload.js';
  * @property {Record<string, string>} fields
  * @property {string} key
  * @property {string} expiresAt
+ * @property {string} [destination]  the destination's name
  */
 
 /**
@@ -100,6 +134,13 @@ const sleep = (ms) => new Promise((resolve) => {
 /**
  * Uploads files with credentials from ossgate; see the module comment of ossgate-upload.js.
  * Events: `session-expired` (detail: the OssgateError) when the bearer token stops working.
+ *
+ * Destinations: each file goes to the one `add(files, {destination})` names, else to the
+ * `destination` option, else to the server's default. Credentials are kept per destination
+ * (credentialsFor): a grant for one is never used for another, whose session policy allows
+ * another prefix. The limits checked before sending are that destination's (its grant's, or
+ * those destinations() listed), and in auto mode its `formUpload` rule says which files go as
+ * forms (autoRule).
  */
 export class Uploader extends EventTarget {
   /**
@@ -114,11 +155,16 @@ export class Uploader extends EventTarget {
     super();
     /** @type {UploaderOptions} */
     this.options = uploaderOptions(options);
-    this.credentials = new CredentialSource(this.options);
-    this.credentials.addEventListener('session-expired', (event) => {
-      const { detail } = /** @type {CustomEvent<OssgateError>} */ (event);
-      this.dispatchEvent(new CustomEvent('session-expired', { detail }));
-    });
+    /**
+     * The credentials of each destination asked for, by name ('' for the server's default).
+     * @type {Map<string, CredentialSource>}
+     */
+    this._sources = new Map();
+    /**
+     * The last destinations() answer, by name, with the default's name.
+     * @type {{byName: Map<string, Destination>, default: string | null} | null}
+     */
+    this._catalog = null;
     this.checkpoints = new CheckpointStore(this.options.storage, this.options.checkpointPrefix);
     /** Every Upload added, in order. @type {Upload[]} */
     this.uploads = [];
@@ -127,12 +173,94 @@ export class Uploader extends EventTarget {
     this._running = 0;
   }
 
+  /** The credentials of the `destination` option (the server's default when it is null). */
+  get credentials() {
+    return this.credentialsFor(this.options.destination);
+  }
+
   /**
-   * The current grant (credentials, prefix, limits, callback), fetched when needed.
+   * The credentials of one destination, created when first asked for and kept: every upload
+   * to it shares them, and no upload to another destination ever uses them.
+   * @param {string | null} destination  null: the server's default
+   * @returns {CredentialSource}
+   */
+  credentialsFor(destination) {
+    const name = checkDestination(destination);
+    const key = name ?? '';
+    let source = this._sources.get(key);
+    if (!source) {
+      source = new CredentialSource({ ...this.options, destination: name });
+      source.addEventListener('session-expired', (event) => {
+        const { detail } = /** @type {CustomEvent<OssgateError>} */ (event);
+        this.dispatchEvent(new CustomEvent('session-expired', { detail }));
+      });
+      this._sources.set(key, source);
+    }
+    return source;
+  }
+
+  /**
+   * The current grant of a destination (credentials, prefix, limits, callback), fetched when
+   * needed.
+   * @param {string | null} [destination]  default: the `destination` option
    * @returns {Promise<Grant>}
    */
-  grant() {
-    return this.credentials.current();
+  grant(destination = this.options.destination) {
+    return this.credentialsFor(destination).current();
+  }
+
+  /**
+   * The destinations the user may use (GET destinationsUrl), for a frontend that offers a
+   * choice; kept, so that the limits and form rule of each are known before its first grant.
+   * @returns {Promise<DestinationList>}
+   */
+  async destinations() {
+    const token = await bearerToken(this.options.getBearerToken, 401);
+    const response = await reach(this.options.fetch, this.options.destinationsUrl, {
+      headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' },
+      cache: 'no-store',
+      credentials: 'same-origin',
+    });
+    if (!response.ok) throw await apiFailure(response, this);
+    /** @type {DestinationList} */
+    const answer = await response.json();
+    this._catalog = {
+      byName: new Map(answer.destinations.map((d) => [d.name, d])),
+      default: answer.default,
+    };
+    return answer;
+  }
+
+  /**
+   * What destinations() said about a destination (null: the default), or null when it was
+   * not asked or did not list it.
+   * @param {string | null} [destination]  default: the `destination` option
+   * @returns {Destination | null}
+   */
+  destinationInfo(destination = this.options.destination) {
+    if (!this._catalog) return null;
+    const name = destination ?? this._catalog.default;
+    return (name !== null && this._catalog.byName.get(name)) || null;
+  }
+
+  /**
+   * What auto mode does with the files of `destination`. The `formUpload` function decides
+   * alone; otherwise a file goes as a form when the uploader's own rule (`formUpload: true`,
+   * `formUploadTypes`) or the destination's `formUpload` says so: `always`, or `auto` for
+   * files below multipartThreshold (of formUploadTypes, when listed). A destination that
+   * destinations() did not describe adds nothing.
+   * @param {string | null} [destination]  default: the `destination` option
+   * @returns {AutoRule}
+   */
+  autoRule(destination = this.options.destination) {
+    const { formUpload, formUploadTypes } = this.options;
+    if (typeof formUpload === 'function') return 'custom';
+    const info = this.destinationInfo(destination);
+    const rule = info ? info.formUpload : 'off';
+    const typed = Boolean(formUploadTypes && formUploadTypes.length);
+    if (rule === 'always') return 'form';
+    if (formUpload === true || (rule === 'auto' && !typed)) return 'small';
+    return typed ? 'types' : 'direct';
   }
 
   /**
@@ -143,54 +271,77 @@ export class Uploader extends EventTarget {
     this.options.mode = checkMode(mode);
   }
 
-  /** Whether auto mode sends any file as a form (formUpload or formUploadTypes is set). */
+  /**
+   * Whether the uploader's own rule sends any file as a form in auto mode (formUpload or
+   * formUploadTypes is set); autoRule() adds the destination's.
+   */
   get autoUsesForm() {
     const { formUpload, formUploadTypes } = this.options;
     return formUpload !== false || Boolean(formUploadTypes && formUploadTypes.length);
   }
 
   /**
-   * The path `file` would take now.
+   * The path `file` would take now, to `destination`.
    * @param {File} file
+   * @param {string | null} [destination]  default: the `destination` option
    * @returns {UploadPath}
    */
-  pathFor(file) {
+  pathFor(file, destination = this.options.destination) {
     const { mode, multipartThreshold, formUpload, formUploadTypes } = this.options;
     const small = file.size < multipartThreshold;
     if (mode === Mode.FORM) return 'form';
     if (mode === Mode.AUTO && file.size > 0) {
-      const form = typeof formUpload === 'function' ? Boolean(formUpload(file))
-        : small && (formUpload === true || Boolean(formUploadTypes && formUploadTypes.length
-          && typeAllowed(contentTypeOf(file), formUploadTypes)));
+      const rule = this.autoRule(destination);
+      const form = rule === 'custom'
+        ? Boolean(/** @type {(file: File) => boolean} */ (formUpload)(file))
+        : rule === 'form' || (small && (rule === 'small' || (rule === 'types'
+          && typeAllowed(contentTypeOf(file), /** @type {string[]} */ (formUploadTypes)))));
       if (form) return 'form';
     }
     return small ? 'put' : 'multipart';
   }
 
   /**
-   * Why `upload` must not start, from what the browser knows (the last grant's limits; a
-   * form upload without a grant leaves that to the server), or null.
+   * The limits of the destination `upload` goes to, as far as the browser knows them: its
+   * last grant's, else what destinations() listed; null when neither is known yet.
    * @param {Upload} upload
-   * @param {Grant | null} grant
+   * @returns {Limits | null}
    */
-  _refusal(upload, grant) {
-    return checkLimits(upload.file, grant && grant.limits)
-      || (upload.mode === 'form' ? formRefusal(upload.file) : null);
+  _limitsFor(upload) {
+    const grant = upload._credentials.grant;
+    if (grant) return grant.limits;
+    const info = this.destinationInfo(upload.destination);
+    return info ? { maxBytes: info.maxBytes, contentTypes: info.contentTypes } : null;
   }
 
   /**
-   * Add files (File objects); each becomes an Upload, refused at once (status error, kind
-   * `limits`) when it breaks a limit of the current grant, else queued.
+   * Why `upload` must not start, from what the browser knows (its destination's limits; a
+   * form upload without them leaves that to the server), or null.
+   * @param {Upload} upload
+   */
+  _refusal(upload) {
+    const refusal = checkLimits(upload.file, this._limitsFor(upload))
+      || (upload.mode === 'form' ? formRefusal(upload.file) : null);
+    if (refusal) refusal.detail.destination = upload.destination;
+    return refusal;
+  }
+
+  /**
+   * Add files (File objects) for one destination; each becomes an Upload, refused at once
+   * (status error, kind `limits`) when it breaks a limit of that destination, else queued.
    * @param {Iterable<File>} files
+   * @param {{destination?: string | null}} [options]  `destination`: its name; default: the
+   *   `destination` option (null: the server's default)
    * @returns {Upload[]}
    */
-  add(files) {
+  add(files, { destination = null } = {}) {
+    const name = checkDestination(destination);
     const added = [];
     for (const file of files) {
-      const upload = new Upload(this, file);
+      const upload = new Upload(this, file, name);
       this.uploads.push(upload);
       added.push(upload);
-      const refusal = this._refusal(upload, this.credentials.grant);
+      const refusal = this._refusal(upload);
       if (refusal) {
         upload._finish(Status.ERROR, refusal);
       } else {
@@ -201,22 +352,29 @@ export class Uploader extends EventTarget {
   }
 
   /**
-   * Multipart uploads left unfinished (e.g. by a reload) for the current user.
-   * @returns {StoredCheckpoint[]}
+   * Multipart uploads to a destination left unfinished (e.g. by a reload) by the current
+   * user; known once that destination has a grant. Adding the same file to the same
+   * destination resumes one.
+   * @param {string | null} [destination]  default: the `destination` option
+   * @returns {InterruptedUpload[]}
    */
-  interrupted() {
-    const grant = this.credentials.grant;
-    return grant ? this.checkpoints.list(grant.prefix) : [];
+  interrupted(destination = this.options.destination) {
+    const grant = this.credentialsFor(destination).grant;
+    return grant
+      ? this.checkpoints.list(grant.prefix).map((entry) => ({ ...entry, destination }))
+      : [];
   }
 
   /**
    * Forget an interrupted upload and abort it in OSS so its parts stop taking space.
-   * @param {StoredCheckpoint} entry  one of interrupted()
+   * @param {InterruptedUpload} entry  one of interrupted()
    */
   async discard(entry) {
     this.checkpoints.remove(entry.storageKey);
-    const grant = await this.credentials.current();
-    const client = this._client(grant);
+    const source = this.credentialsFor(entry.destination === undefined
+      ? this.options.destination : entry.destination);
+    const grant = await source.current();
+    const client = this._client(grant, source);
     try {
       await client.abortMultipartUpload(entry.key, entry.uploadId);
     } catch {
@@ -226,17 +384,18 @@ export class Uploader extends EventTarget {
 
   /**
    * One page of the caller's upload records, newest first: the accepted ones, unless
-   * `status` says `rejected` or `all`.
+   * `status` says `rejected` or `all`; of every destination, unless `destination` names one.
    * @param {{limit?: number, cursor?: string | null,
-   *   status?: 'accepted' | 'rejected' | 'all' | null}} [page]
+   *   status?: 'accepted' | 'rejected' | 'all' | null, destination?: string | null}} [page]
    * @returns {Promise<{uploads: UploadRecord[], nextCursor: string | null}>}
    */
-  async listUploads({ limit = 20, cursor = null, status = null } = {}) {
+  async listUploads({ limit = 20, cursor = null, status = null, destination = null } = {}) {
     const token = await bearerToken(this.options.getBearerToken);
     const url = new URL(this.options.uploadsUrl); // absolute: see uploaderOptions
     url.searchParams.set('limit', String(limit));
     if (cursor) url.searchParams.set('cursor', cursor);
     if (status) url.searchParams.set('status', status);
+    if (destination) url.searchParams.set('destination', destination);
     const response = await reach(this.options.fetch, url.toString(), {
       headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' },
       cache: 'no-store',
@@ -265,16 +424,17 @@ export class Uploader extends EventTarget {
   }
 
   /**
-   * An ali-oss client on the shared credentials (see ossClient).
+   * An ali-oss client on one destination's shared credentials (see ossClient).
    * @param {Grant} grant
+   * @param {CredentialSource} source  whose grant it is
    * @param {XhrTransport} [transport]
    */
-  _client(grant, transport) {
+  _client(grant, source, transport) {
     const { OSS } = this.options;
     if (!OSS) {
       throw new TypeError('No ali-oss: its bundle did not load (window.OSS) and no OSS option');
     }
-    return ossClient(OSS, grant, this.credentials, this.options.timeoutMs, transport);
+    return ossClient(OSS, grant, source, this.options.timeoutMs, transport);
   }
 
   /** @param {Upload} upload */
@@ -283,11 +443,13 @@ export class Uploader extends EventTarget {
     let credentialRetry = true;
     let restartFresh = true;
     const form = upload.mode === 'form';
+    const credentials = upload._credentials; // its destination's, never another's
     for (;;) {
       try {
-        // A form needs no STS credentials: the limits of the last grant, if any, are enough.
-        const grant = form ? this.credentials.grant : await this.credentials.current();
-        const refusal = this._refusal(upload, grant);
+        // A form needs no STS credentials: the limits known of its destination are enough.
+        const grant = form ? credentials.grant : await credentials.current();
+        if (grant && grant.destination) upload.destination = grant.destination;
+        const refusal = this._refusal(upload);
         if (refusal) {
           upload._finish(Status.ERROR, refusal);
           return;
@@ -314,14 +476,12 @@ export class Uploader extends EventTarget {
           upload._finish(Status.CANCELLED, null);
           return;
         }
-        const error = await classify(raw, {
-          fetch: this.options.fetch, grant: this.credentials.grant,
-        });
-        const grant = this.credentials.grant;
+        const grant = credentials.grant;
+        const error = await classify(raw, { fetch: this.options.fetch, grant });
         if (error.kind === 'credentials' && credentialRetry) {
           credentialRetry = false; // the guard makes this rare: expired or revoked between checks
           // A form's next attempt asks for a new policy, signed with fresh credentials.
-          if (!form) await this.credentials.refresh().catch(() => {});
+          if (!form) await credentials.refresh().catch(() => {});
           continue;
         }
         if (error.code === 'upload_gone' && restartFresh) {
@@ -470,7 +630,7 @@ export class Uploader extends EventTarget {
       return this._form(upload, transport);
     }
     const sts = /** @type {Grant} */ (grant); // only a form goes without one (see _run)
-    const client = this._client(sts, transport);
+    const client = this._client(sts, upload._credentials, transport);
     upload._client = client;
     upload._transport = transport;
     /** @type {AliOss.UploadOptions} */
@@ -541,12 +701,14 @@ export class Uploader extends EventTarget {
   }
 
   /**
-   * The fields of one form upload from ossgate. A refusal about the file (413, 415) comes
-   * back as a `limits` error.
+   * The fields of one form upload to a destination from ossgate. A refusal about the file
+   * (413, 415) comes back as a `limits` error, one of the destination as `denied`.
    * @param {File} file
+   * @param {string | null} [destination]  default: the `destination` option
    * @returns {Promise<PostPolicy>}
    */
-  async postPolicy(file) {
+  async postPolicy(file, destination = this.options.destination) {
+    const name = checkDestination(destination);
     const token = await bearerToken(this.options.getBearerToken, 401);
     const response = await reach(this.options.fetch, this.options.postPolicyUrl, {
       method: 'POST',
@@ -556,14 +718,20 @@ export class Uploader extends EventTarget {
         Accept: 'application/json',
       },
       body: JSON.stringify({
-        filename: file.name || 'file', size: file.size, contentType: contentTypeOf(file),
+        filename: file.name || 'file',
+        size: file.size,
+        contentType: contentTypeOf(file),
+        ...(name === null ? {} : { destination: name }),
       }),
       cache: 'no-store',
       credentials: 'same-origin',
     });
     if (!response.ok) {
       const error = await apiFailure(response, this);
-      throw policyRefusal(error, file, this.credentials.grant && this.credentials.grant.limits);
+      const grant = this.credentialsFor(name).grant;
+      const info = this.destinationInfo(name);
+      const limits = grant ? grant.limits : info;
+      throw policyRefusal(error, file, limits);
     }
     return response.json();
   }
@@ -579,8 +747,9 @@ export class Uploader extends EventTarget {
    */
   async _form(upload, transport) {
     const { file } = upload;
-    const policy = await this.postPolicy(file);
+    const policy = await this.postPolicy(file, upload._credentials.destination);
     if (upload._cancelRequested) throw new OssgateError('cancelled', 'Cancelled.');
+    if (policy.destination) upload.destination = policy.destination;
     upload.key = policy.key;
     upload._callback = Boolean(policy.fields && policy.fields.callback);
     const origin = new URL(policy.url, globalThis.location && location.href).origin;

@@ -7,6 +7,7 @@ cross-origin request that Chromium subjects to CORS, as it would be in productio
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -18,11 +19,12 @@ from werkzeug.exceptions import NotFound
 from werkzeug.middleware.shared_data import SharedDataMiddleware
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ali_oss_bundle
+
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
-VENDOR_DIR = REPO_ROOT / "static" / "vendor"
-VENDOR_BUNDLE = VENDOR_DIR / "aliyun-oss-sdk.min.js"
-SCREENSHOT_DIR = REPO_ROOT / "test-artifacts" / "screenshots"
+#: A folder for the screenshots to be kept in (``test-artifacts`` is git-ignored); without it
+#: they go to pytest's ``tmp_path`` tree, which pytest keeps for its last three runs.
+ARTIFACTS_VARIABLE = "OSSGATE_TEST_ARTIFACTS"
 
 #: Debian's package; the tests never download a browser (no ``playwright install``).
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,8 +53,9 @@ class PageServer:
     """
 
     def __init__(self) -> None:
+        vendor = ali_oss_bundle().parent
         app = SharedDataMiddleware(
-            NotFound(), {"/": str(PAGES_DIR), "/vendor": str(VENDOR_DIR)}, cache=False
+            NotFound(), {"/": str(PAGES_DIR), "/vendor": str(vendor)}, cache=False
         )
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler
@@ -78,8 +81,6 @@ class PageServer:
 
 def serve_pages() -> PageServer:
     """Start a page server on a new loopback origin (call ``.stop()`` when done)."""
-    if not VENDOR_BUNDLE.is_file():
-        pytest.fail(f"{VENDOR_BUNDLE} is missing: run `make all` to copy the ali-oss bundle")
     return PageServer().start()
 
 
@@ -113,20 +114,50 @@ def chromium_browser() -> Iterator[Browser]:
         browser.close()
 
 
+_SCREENSHOT_DIR = pytest.StashKey[Path]()
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Where the browser tests save screenshots for humans to look at.
+
+    ``$OSSGATE_TEST_ARTIFACTS/screenshots`` if that variable names a folder, otherwise
+    ``screenshots`` in pytest's ``tmp_path`` tree (never the working tree, never the system
+    temp folder itself: the run must leave nothing behind). The end of the run says where.
+    """
+    chosen = os.environ.get(ARTIFACTS_VARIABLE)
+    if chosen:
+        directory = Path(chosen).resolve() / "screenshots"
+        directory.mkdir(parents=True, exist_ok=True)
+    else:
+        directory = tmp_path_factory.mktemp("screenshots", numbered=False)
+    request.config.stash[_SCREENSHOT_DIR] = directory
+    return directory
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    directory = terminalreporter.config.stash.get(_SCREENSHOT_DIR, None)
+    if directory is not None and any(directory.iterdir()):
+        terminalreporter.write_line(f"browser screenshots: {directory}")
+
+
 @pytest.fixture
-def browser_page(chromium_browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+def browser_page(
+    chromium_browser: Browser, request: pytest.FixtureRequest, screenshot_dir: Path
+) -> Iterator[Page]:
     """A page in a fresh browser context (no shared cache or preflight cache between tests).
 
-    On teardown the page is saved to ``test-artifacts/screenshots/<test>.png`` for humans.
+    On teardown the page is saved to ``<screenshot_dir>/<test>.png`` for humans.
     """
     context = chromium_browser.new_context()
     page = context.new_page()
     page.set_default_timeout(30_000)
     try:
         yield page
-        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-        page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(screenshot_dir / f"{name}.png"), full_page=True)
     finally:
         context.close()
 
@@ -157,7 +188,7 @@ def app(fresh_emulator, tmp_path: Path):
 
 
 @pytest.fixture
-def upload_page(browser_page: Page, app):
+def upload_page(browser_page: Page, app, screenshot_dir: Path):
     from tests.browser.upload_page_app import UploadPage
 
-    return UploadPage(browser_page, app)
+    return UploadPage(browser_page, app, screenshots=screenshot_dir)

@@ -33,9 +33,8 @@ from server.emulator.runner import Emulator
 from server.post_policy.signing import build_post_policy
 from server.services import services
 from tests.browser.conftest import PageServer
-from tests.server.test_token_api import app_config
 from tests.server.tokens import bearer, jwt_for
-from tests.support import root_bucket
+from tests.support import AppConfig, root_bucket
 
 pytestmark = pytest.mark.browser
 
@@ -63,7 +62,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(page_server: PageServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    page_server: PageServer, tmp_path_factory: pytest.TempPathFactory, app_config: AppConfig
+) -> Iterator[Stack]:
     """An emulator of this module's own (its bucket CORS allows the page), and the app."""
     data_dir = tmp_path_factory.mktemp("post-object-emulator")
     with Emulator(EmulatorConfig(oss_port=0, sts_port=0, data_dir=data_dir)) as emu:

@@ -6,7 +6,8 @@ would (sign in, choose or drop files, cancel, retry, reload), then checks what r
 independently of the page: the object in the bucket with oss2 and the root key, the record
 through ``GET /api/uploads``, and the requests Chromium sent.
 
-Screenshots of the states people see go to ``test-artifacts/screenshots/upload_page-*.png``.
+Screenshots of the states people see go to ``upload_page-*.png`` in the ``screenshot_dir``
+folder (browser/conftest.py: ``$OSSGATE_TEST_ARTIFACTS/screenshots`` or pytest's tmp_path tree).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import oss2
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, FileChooser, Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from server.emulator.runner import Emulator
 from server.emulator.tokens import TokenAuthority
@@ -282,7 +284,7 @@ def test_credentials_about_to_expire_are_refreshed_once_before_any_upload_uses_t
 
 
 def test_files_over_the_limits_are_refused_before_any_request_to_oss(
-    browser_page: Page, fresh_emulator: Emulator, tmp_path: Path
+    browser_page: Page, fresh_emulator: Emulator, tmp_path: Path, screenshot_dir: Path
 ) -> None:
     app = serve_app(
         fresh_emulator,
@@ -291,7 +293,7 @@ def test_files_over_the_limits_are_refused_before_any_request_to_oss(
         OSSGATE_ALLOWED_CONTENT_TYPES="text/plain,image/*",
     )
     try:
-        upload_page = UploadPage(browser_page, app).open().login()
+        upload_page = UploadPage(browser_page, app, screenshots=screenshot_dir).open().login()
         assert "97.7 KiB" in browser_page.inner_text("#limits")
         too_big, _ = make_file(tmp_path, "huge.txt", 100_001)
         wrong_type, _ = make_file(tmp_path, "tool.exe", 1 * KiB)
@@ -353,14 +355,15 @@ def test_bucket_without_cors_rules_shows_the_cors_message(
 
 
 def test_callback_endpoint_down_the_page_confirms_each_upload(
-    browser_page: Page, fresh_emulator: Emulator, tmp_path: Path
+    browser_page: Page, fresh_emulator: Emulator, tmp_path: Path, screenshot_dir: Path
 ) -> None:
     """OSS stores the files but cannot tell the app (203 CallbackFailed); the page asks the app
     for its verdict (POST /api/uploads/confirm), so both end done and recorded.
     test_upload_verdicts.py has the confirm's own failures (then: stored, not confirmed)."""
     app = serve_app(fresh_emulator, tmp_path, callback_url=closed_port_url())
     try:
-        upload_page = UploadPage(browser_page, app).open(**SMALL_PARTS).login()
+        upload_page = UploadPage(browser_page, app, screenshots=screenshot_dir)
+        upload_page.open(**SMALL_PARTS).login()
         small, small_data = make_file(tmp_path, "small.txt", 3 * KiB)
         large, large_data = make_file(tmp_path, "large.bin", 1 * MiB + 1)
 
@@ -478,7 +481,19 @@ def test_files_dropped_on_the_drop_zone_are_uploaded(
 def test_the_page_works_from_the_keyboard(
     upload_page: UploadPage, app: RunningApp, tmp_path: Path
 ) -> None:
+    """Sign in, reach the picker by Tab, open it with Enter and again with Space, upload.
+
+    The listener for file choosers is registered first, before any key is pressed (issue 19).
+    Playwright intercepts file choosers only while something listens for them; left to
+    ``expect_file_chooser``, interception is switched on in the same instant as the key
+    press, and on a busy machine the press sometimes wins: Chromium then opens its own
+    picker, which headless cancels, and no ``filechooser`` event ever comes. Under CPU load
+    that lost 1 Enter in 5 (Enter opens the picker on its first key event, Space on its
+    last) and 1 Space in 80; with the listener registered beforehand, none in 160.
+    """
     page = upload_page.open().page
+    opened: list[FileChooser] = []
+    page.on("filechooser", lambda chooser: opened.append(chooser))
 
     def tab_to(selector: str, limit: int = 15) -> None:
         for _ in range(limit):
@@ -487,6 +502,23 @@ def test_the_page_works_from_the_keyboard(
             page.keyboard.press("Tab")
         raise AssertionError(f"Tab never reached {selector}")
 
+    def open_picker_with(key: str) -> FileChooser:
+        tab_to("#file-input")
+        page.wait_for_function(
+            "() => document.hasFocus() && document.activeElement.id === 'file-input'"
+        )
+        try:
+            with page.expect_file_chooser(timeout=10_000) as chooser:
+                page.keyboard.press(key)
+        except PlaywrightTimeoutError:
+            state = page.evaluate(
+                """() => ({active: document.activeElement.id || document.activeElement.tagName,
+                           focused: document.hasFocus(), visible: document.visibilityState,
+                           activation: navigator.userActivation.isActive})"""
+            )
+            raise AssertionError(f"{key} on the focused input opened no picker: {state}") from None
+        return chooser.value
+
     tab_to("form#login input[name=username]")
     page.keyboard.type(USER)
     page.keyboard.press("Tab")
@@ -494,13 +526,14 @@ def test_the_page_works_from_the_keyboard(
     page.keyboard.press("Enter")
     page.wait_for_selector("body[data-ready=true]")
 
-    tab_to("#file-input")  # the picker opens from it with Enter or Space
-    path, _ = make_file(tmp_path, "typed.txt", 10)
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Space")
-    chooser.value.set_files(str(path))
-    upload_page.wait_status("typed.txt", "done")
-    assert len(app.uploads()) == 1
+    for key, name in (("Enter", "entered.txt"), ("Space", "spaced.txt")):
+        path, data = make_file(tmp_path, name, 10)
+        open_picker_with(key).set_files(str(path))
+        upload_page.wait_status(name, "done")
+        (row,) = [row for row in upload_page.rows() if row["name"] == name]
+        assert stored(app.emulator, row["key"]) == data
+    assert len(opened) == 2  # one picker per key press, none from anything else
+    assert len(app.uploads()) == 2
 
 
 def test_a_host_application_hands_the_token_over_by_postmessage(
@@ -572,12 +605,12 @@ def test_a_token_left_in_session_storage_signs_the_page_in(
 
 
 def test_chinese_browser_on_a_narrow_screen(
-    chromium_browser: Browser, app: RunningApp, tmp_path: Path
+    chromium_browser: Browser, app: RunningApp, tmp_path: Path, screenshot_dir: Path
 ) -> None:
     context = chromium_browser.new_context(locale="zh-CN", viewport={"width": 360, "height": 740})
     try:
         page = context.new_page()
-        upload_page = UploadPage(page, app).open().login()
+        upload_page = UploadPage(page, app, screenshots=screenshot_dir).open().login()
         assert page.evaluate("document.documentElement.lang") == "zh-CN"
         assert page.inner_text("#uploader-heading") == "上传文件"
         path, _ = make_file(tmp_path, "窄屏.txt", 5 * KiB)

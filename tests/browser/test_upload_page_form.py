@@ -8,7 +8,7 @@ its own, drives the page like a person would, and checks what happened independe
 page: the object with oss2 and the root key, the record through ``GET /api/uploads``, and the
 requests Chromium sent (recorded with ``page.on('request')`` by ``UploadPage``).
 
-The form-mode screenshot goes to ``test-artifacts/screenshots/upload_page-form-mode.png``.
+The form-mode screenshot goes to ``upload_page-form-mode.png`` in the ``screenshot_dir`` folder.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def test_form_mode_refuses_a_file_over_max_bytes_before_any_request(
 
 
 def test_form_mode_shows_the_servers_415_for_a_type_it_does_not_allow(
-    browser_page: Page, fresh_emulator: Emulator, tmp_path: Path
+    browser_page: Page, fresh_emulator: Emulator, tmp_path: Path, screenshot_dir: Path
 ) -> None:
     """The page's copy of the limits lets the file through; the policy endpoint does not.
 
@@ -162,7 +162,8 @@ def test_form_mode_shows_the_servers_415_for_a_type_it_does_not_allow(
     try:
         browser_page.route(f"{app.url}/api/sts-token", claim_any_type)
         browser_page.on("response", record_policy_answer)
-        upload_page = UploadPage(browser_page, app).open(mode="form").login()
+        upload_page = UploadPage(browser_page, app, screenshots=screenshot_dir)
+        upload_page.open(mode="form").login()
         mark = len(upload_page.requests)
 
         browser_page.set_input_files(

@@ -26,12 +26,11 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from server import create_app
 from server.bucket.cors_admin import admin_bucket, apply_needed_rule, load_admin_settings
 from server.emulator.runner import Emulator
-from tests.browser.conftest import SCREENSHOT_DIR
 from tests.server.tokens import SECRET, bearer, jwt_for
-from tests.support import root_bucket
+from tests.support import ali_oss_bundle, root_bucket
 
 USER, PASSWORD = "alice", "wonderland-pass"  # the demo login of the tests
-TERMINAL = ("done", "unconfirmed", "error", "cancelled")
+TERMINAL = ("done", "rejected", "unconfirmed", "error", "cancelled")
 
 
 def free_port() -> int:
@@ -81,6 +80,7 @@ def serve_app(
 
     ``host_origins``: other pages allowed to call the API and to hand the page a token.
     """
+    ali_oss_bundle()  # the page loads it from /static/vendor/
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = {
@@ -115,6 +115,8 @@ class UploadPage:
 
     page: Page
     app: RunningApp
+    #: The ``screenshot_dir`` fixture, for tests that call ``screenshot``.
+    screenshots: Path | None = None
     requests: list[SeenRequest] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -205,8 +207,8 @@ class UploadPage:
         )
 
     def screenshot(self, name: str) -> Path:
-        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOT_DIR / f"upload_page-{name}.png"
+        assert self.screenshots is not None, "UploadPage(..., screenshots=screenshot_dir)"
+        path = self.screenshots / f"upload_page-{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
         return path
 

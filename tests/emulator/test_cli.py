@@ -42,6 +42,22 @@ def _occupy(port: int) -> socket.socket | None:
     return listener
 
 
+def _interrupt(proc: subprocess.Popen) -> None:
+    """Ctrl-C, as a user stops the emulator; if it is still running 10 s later it is killed
+    (and the test fails), so a failing test leaves no emulator behind.
+
+    A pytest started in the background by a non-interactive shell ignores SIGINT, and so do
+    its children: there Ctrl-C cannot stop them and this fails.
+    """
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
 def test_emulator_command_prints_working_settings(tmp_path: Path) -> None:
     """``--port 0`` alone frees both ports: STS must not fall back to its fixed 9001, which is
     held here for the test's length."""
@@ -94,8 +110,7 @@ def test_emulator_command_prints_working_settings(tmp_path: Path) -> None:
         oss_port = int(settings["OSSGATE_OSS_ENDPOINT"].rsplit(":", 1)[1])
         assert sts_port not in (0, oss_port, DEFAULT_STS_PORT)
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
+        _interrupt(proc)
         if held is not None:
             held.close()
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
@@ -130,8 +145,7 @@ def test_the_roles_maximum_session_is_a_flag(tmp_path: Path) -> None:
             assume(7201)
         assert refused.value.get_error_code() == "InvalidParameter.DurationSeconds"
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
+        _interrupt(proc)
 
 
 def test_emulator_command_reports_a_busy_port(tmp_path: Path) -> None:

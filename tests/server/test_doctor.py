@@ -16,9 +16,8 @@ from server.cli import doctor
 from server.cli.doctor import doctor_command, run_checks
 from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
-from tests.server.test_token_api import app_config
 from tests.server.tokens import SECRET
-from tests.support import root_bucket
+from tests.support import AppConfig, root_bucket
 
 
 def _by_check(findings) -> dict[str, list[str]]:
@@ -29,7 +28,7 @@ def _by_check(findings) -> dict[str, list[str]]:
 
 
 def test_a_working_setup_on_the_emulator_with_a_loopback_callback(
-    fresh_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+    fresh_emulator: Emulator, app_config: AppConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root_bucket(fresh_emulator).put_bucket_cors(
         BucketCors(
@@ -78,7 +77,9 @@ def test_what_counts_as_this_machine(host: str, local: bool) -> None:
     assert doctor._on_this_machine(host) is local
 
 
-def test_missing_cors_wrong_role_and_skewed_clock_fail(fresh_emulator: Emulator) -> None:
+def test_missing_cors_wrong_role_and_skewed_clock_fail(
+    fresh_emulator: Emulator, app_config: AppConfig
+) -> None:
     app = create_app(
         app_config(fresh_emulator, OSSGATE_STS_ROLE_ARN="acs:ram::1234567890123456:role/missing")
     )
@@ -99,7 +100,9 @@ def test_missing_cors_wrong_role_and_skewed_clock_fail(fresh_emulator: Emulator)
 
 
 def test_a_short_jwt_secret_fails_the_doctor_and_is_logged_at_start(
-    emulator: Emulator, caplog: pytest.LogCaptureFixture
+    emulator: Emulator,
+    caplog: pytest.LogCaptureFixture,
+    app_config: AppConfig,
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="server"):
         app = create_app(app_config(emulator, OSSGATE_JWT_SECRET="test-secret"))

@@ -8,8 +8,8 @@ from flask.testing import FlaskClient
 
 from server import create_app
 from server.emulator.runner import Emulator
-from tests.server.test_token_api import app_config
 from tests.server.tokens import bearer, jwt_for
+from tests.support import AppConfig
 
 JSON_ENDPOINTS = [
     ("POST", "/api/sts-token"),
@@ -21,7 +21,7 @@ ALL_ENDPOINTS = [*JSON_ENDPOINTS, ("GET", "/api/uploads"), ("GET", "/api/sts-tok
 
 
 @pytest.fixture
-def client(emulator: Emulator) -> FlaskClient:
+def client(emulator: Emulator, app_config: AppConfig) -> FlaskClient:
     return create_app(app_config(emulator, OSSGATE_DEV_USERS="demo:pw")).test_client()
 
 

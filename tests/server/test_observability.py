@@ -10,11 +10,13 @@ import pytest
 from server import create_app
 from server.emulator.runner import Emulator
 from server.observability import JsonFormatter, RedactingFilter, redact
-from tests.server.test_token_api import app_config
 from tests.server.tokens import bearer, jwt_for
+from tests.support import AppConfig
 
 
-def test_every_response_carries_security_headers_and_a_request_id(emulator: Emulator) -> None:
+def test_every_response_carries_security_headers_and_a_request_id(
+    emulator: Emulator, app_config: AppConfig
+) -> None:
     client = create_app(app_config(emulator)).test_client()
     for response in (
         client.get("/healthz"),
@@ -31,6 +33,7 @@ def test_every_response_carries_security_headers_and_a_request_id(emulator: Emul
 
 def test_a_sane_incoming_request_id_is_kept_and_a_hostile_one_replaced(
     emulator: Emulator,
+    app_config: AppConfig,
 ) -> None:
     client = create_app(app_config(emulator)).test_client()
     kept = client.get("/healthz", headers={"X-Request-Id": "proxy-id.123"})
@@ -41,7 +44,7 @@ def test_a_sane_incoming_request_id_is_kept_and_a_hostile_one_replaced(
         assert len(replaced.headers["X-Request-Id"]) == 32
 
 
-def test_404_is_json(emulator: Emulator) -> None:
+def test_404_is_json(emulator: Emulator, app_config: AppConfig) -> None:
     response = create_app(app_config(emulator)).test_client().get("/no-such-page")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
@@ -67,7 +70,9 @@ def test_credential_shapes_are_redacted(text: str, secret: str) -> None:
     assert "[redacted]" in redact(text)
 
 
-def test_configured_secrets_are_redacted_from_any_logger(emulator: Emulator) -> None:
+def test_configured_secrets_are_redacted_from_any_logger(
+    emulator: Emulator, app_config: AppConfig
+) -> None:
     config = app_config(emulator, OSSGATE_DEV_USERS="demo:pw-hunter2-pw")
     create_app(config)
     record = logging.LogRecord(
@@ -81,7 +86,7 @@ def test_configured_secrets_are_redacted_from_any_logger(emulator: Emulator) -> 
     assert "pw-hunter2-pw" not in message
 
 
-def test_json_lines_carry_the_request_id(emulator: Emulator) -> None:
+def test_json_lines_carry_the_request_id(emulator: Emulator, app_config: AppConfig) -> None:
     app = create_app(app_config(emulator, OSSGATE_ACCESS_LOG="true"))
     lines: list[str] = []
 

@@ -49,9 +49,8 @@ from server.post_policy.signing import (
     sign_policy_v4,
 )
 from server.services import services
-from tests.server.test_token_api import app_config
 from tests.server.tokens import bearer, jwt_for
-from tests.support import root_bucket
+from tests.support import AppConfig, root_bucket
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "uploads/alice/"
@@ -320,7 +319,7 @@ def _ask(client: FlaskClient, subject: str, body: object, **kwargs):
 
 
 @pytest.fixture
-def client(emulator: Emulator) -> FlaskClient:
+def client(emulator: Emulator, app_config: AppConfig) -> FlaskClient:
     return create_app(app_config(emulator)).test_client()
 
 
@@ -417,7 +416,7 @@ def test_body_must_be_json(client: FlaskClient) -> None:
     assert response.status_code == 415
 
 
-def test_size_over_the_limit_is_413(emulator: Emulator) -> None:
+def test_size_over_the_limit_is_413(emulator: Emulator, app_config: AppConfig) -> None:
     client = create_app(app_config(emulator, OSSGATE_MAX_UPLOAD_BYTES="100")).test_client()
     assert (
         _ask(client, _user(), {"filename": "a", "size": 100, "contentType": "a/b"}).status_code
@@ -428,7 +427,7 @@ def test_size_over_the_limit_is_413(emulator: Emulator) -> None:
     assert response.get_json()["error"]["code"] == "too_large"
 
 
-def test_type_not_allowed_is_415(emulator: Emulator) -> None:
+def test_type_not_allowed_is_415(emulator: Emulator, app_config: AppConfig) -> None:
     client = create_app(
         app_config(emulator, OSSGATE_ALLOWED_CONTENT_TYPES="image/*,application/pdf")
     ).test_client()
@@ -445,7 +444,7 @@ def test_unknown_type_is_declared_as_octet_stream(client: FlaskClient) -> None:
     assert body["fields"]["x-oss-content-type"] == "application/octet-stream"
 
 
-def test_rate_limited_like_the_token_endpoint(emulator: Emulator) -> None:
+def test_rate_limited_like_the_token_endpoint(emulator: Emulator, app_config: AppConfig) -> None:
     client = create_app(app_config(emulator, OSSGATE_RATE_LIMIT="2 per minute")).test_client()
     subject = _user()
     body = {"filename": "a", "size": 1, "contentType": "text/plain"}
@@ -457,7 +456,7 @@ def test_rate_limited_like_the_token_endpoint(emulator: Emulator) -> None:
     assert _ask(client, _user(), body).status_code == 200
 
 
-def test_sts_outage_is_503(fresh_emulator: Emulator) -> None:
+def test_sts_outage_is_503(fresh_emulator: Emulator, app_config: AppConfig) -> None:
     client = create_app(app_config(fresh_emulator)).test_client()
     fresh_emulator.faults.update({"sts_mode": "down"})
     response = _ask(client, _user(), {"filename": "a", "size": 1, "contentType": "text/plain"})
@@ -466,7 +465,9 @@ def test_sts_outage_is_503(fresh_emulator: Emulator) -> None:
     assert "secret" not in response.get_data(as_text=True).lower()
 
 
-def test_without_a_callback_url_the_form_has_no_callback(emulator: Emulator) -> None:
+def test_without_a_callback_url_the_form_has_no_callback(
+    emulator: Emulator, app_config: AppConfig
+) -> None:
     config = app_config(emulator)
     del config["OSSGATE_CALLBACK_URL"]
     client = create_app(config).test_client()
@@ -502,7 +503,9 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, app_config: AppConfig
+) -> Iterator[Served]:
     """The app on a real port, with OSSGATE_CALLBACK_URL pointing at itself."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,15 +14,15 @@ from schemathesis import checks
 
 from server import create_app
 from server.emulator.runner import Emulator
-from tests.server.test_token_api import app_config
 from tests.server.tokens import jwt_for
+from tests.support import AppConfig
 
 EXAMPLES_PER_OPERATION = 40
 OPAQUE_INPUTS = {"GET /api/uploads", "POST /oss/callback"}
 
 
 @pytest.fixture(scope="module")
-def api_schema(emulator: Emulator):
+def api_schema(emulator: Emulator, app_config: AppConfig):
     app = create_app(
         app_config(emulator, OSSGATE_DEV_USERS="demo:pw", OSSGATE_RATE_LIMIT="100000 per minute")
     )

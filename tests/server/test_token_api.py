@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import oss2
 import pytest
@@ -20,24 +18,12 @@ from werkzeug.serving import make_server
 from server import create_app
 from server.config import ConfigError
 from server.emulator.runner import Emulator
-from tests.server.tokens import SECRET, bearer, jwt_for
-from tests.support import StsCredentials, root_bucket, sts_bucket
-
-
-def app_config(emu: Emulator, **overrides: str) -> dict[str, str]:
-    database = Path(tempfile.mkdtemp(prefix="ossgate-test-")) / "records.db"
-    return {
-        **emu.settings(),
-        "OSSGATE_DATABASE_URL": f"sqlite:///{database}",
-        "OSSGATE_JWT_SECRET": SECRET,
-        "OSSGATE_CALLBACK_URL": "http://127.0.0.1:5000/oss/callback",
-        "OSSGATE_CORS_ORIGINS": "http://app.test",
-        **overrides,
-    }
+from tests.server.tokens import bearer, jwt_for
+from tests.support import AppConfig, StsCredentials, root_bucket, sts_bucket
 
 
 @pytest.fixture
-def app(emulator: Emulator) -> Flask:
+def app(emulator: Emulator, app_config: AppConfig) -> Flask:
     return create_app(app_config(emulator))
 
 
@@ -188,7 +174,7 @@ def test_credentials_are_cached_per_user(client: FlaskClient, emulator: Emulator
 
 
 @pytest.fixture
-def served_app(fresh_emulator: Emulator) -> Iterator[str]:
+def served_app(fresh_emulator: Emulator, app_config: AppConfig) -> Iterator[str]:
     """The app on a real threaded server, so concurrent requests really are concurrent."""
     server = make_server("127.0.0.1", 0, create_app(app_config(fresh_emulator)), threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -215,7 +201,9 @@ def test_fifty_concurrent_first_requests_make_one_assume_role(
     assert fresh_emulator.faults.snapshot()["assume_role_calls"] == 1
 
 
-def test_sts_outage_with_nothing_cached_is_503(fresh_emulator: Emulator) -> None:
+def test_sts_outage_with_nothing_cached_is_503(
+    fresh_emulator: Emulator, app_config: AppConfig
+) -> None:
     client = create_app(app_config(fresh_emulator)).test_client()
     fresh_emulator.faults.update({"sts_mode": "throttle"})
     response = client.post("/api/sts-token", headers=bearer(jwt_for("alice")))
@@ -229,7 +217,9 @@ def test_sts_outage_with_nothing_cached_is_503(fresh_emulator: Emulator) -> None
     assert "Retry-After" in response.headers
 
 
-def test_sts_outage_keeps_serving_valid_cached_credentials(fresh_emulator: Emulator) -> None:
+def test_sts_outage_keeps_serving_valid_cached_credentials(
+    fresh_emulator: Emulator, app_config: AppConfig
+) -> None:
     client = create_app(app_config(fresh_emulator)).test_client()
     warm = _token(client, "alice")
     fresh_emulator.faults.update({"sts_mode": "down"})
@@ -239,7 +229,9 @@ def test_sts_outage_keeps_serving_valid_cached_credentials(fresh_emulator: Emula
 
 
 def test_sts_configuration_error_is_a_generic_500_and_logged(
-    emulator: Emulator, caplog: pytest.LogCaptureFixture
+    emulator: Emulator,
+    caplog: pytest.LogCaptureFixture,
+    app_config: AppConfig,
 ) -> None:
     config = app_config(
         emulator, OSSGATE_STS_ROLE_ARN="acs:ram::1234567890123456:role/no-such-role"
@@ -254,7 +246,7 @@ def test_sts_configuration_error_is_a_generic_500_and_logged(
     assert emulator.config.access_key_secret not in caplog.text
 
 
-def test_rate_limit_per_user(emulator: Emulator) -> None:
+def test_rate_limit_per_user(emulator: Emulator, app_config: AppConfig) -> None:
     client = create_app(app_config(emulator, OSSGATE_RATE_LIMIT="3 per minute")).test_client()
     for _ in range(3):
         assert client.post("/api/sts-token", headers=bearer(jwt_for("busy"))).status_code == 200
@@ -278,7 +270,9 @@ def test_cors_only_for_configured_origins(client: FlaskClient) -> None:
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
-def test_cors_origins_are_matched_as_browsers_send_them(emulator: Emulator) -> None:
+def test_cors_origins_are_matched_as_browsers_send_them(
+    emulator: Emulator, app_config: AppConfig
+) -> None:
     """Configured with a trailing slash, upper case and a default port, a pattern beside it;
     the pattern's star covers one host's labels and nothing that merely contains the text."""
     client = create_app(
@@ -304,7 +298,7 @@ def test_cors_origins_are_matched_as_browsers_send_them(emulator: Emulator) -> N
         assert allowed(other) is None, other
 
 
-def test_dev_login_exists_only_with_dev_users(emulator: Emulator) -> None:
+def test_dev_login_exists_only_with_dev_users(emulator: Emulator, app_config: AppConfig) -> None:
     without = create_app(app_config(emulator)).test_client()
     assert (
         without.post("/api/dev/login", json={"username": "a", "password": "b"}).status_code == 404
@@ -317,7 +311,7 @@ def test_dev_login_exists_only_with_dev_users(emulator: Emulator) -> None:
     assert body["prefix"] == "uploads/demo/"
 
 
-def test_openapi_describes_every_route(emulator: Emulator) -> None:
+def test_openapi_describes_every_route(emulator: Emulator, app_config: AppConfig) -> None:
     app = create_app(app_config(emulator, OSSGATE_DEV_USERS="demo:pw"))
     document = app.test_client().get("/api/openapi.json").get_json()
     assert document["openapi"].startswith("3.")
@@ -338,13 +332,17 @@ def test_health_endpoints(client: FlaskClient) -> None:
     assert json.loads(ready.data)["status"] == "ready"
 
 
-def test_a_callback_too_large_for_oss_stops_the_app_at_start(emulator: Emulator) -> None:
+def test_a_callback_too_large_for_oss_stops_the_app_at_start(
+    emulator: Emulator, app_config: AppConfig
+) -> None:
     with pytest.raises(ConfigError, match="OSSGATE_CALLBACK_BODY"):
         create_app(app_config(emulator, OSSGATE_CALLBACK_BODY="a=${object}&" + "x" * 6000))
 
 
 def test_readiness_fails_when_the_database_is_unreachable(
-    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    app_config: AppConfig,
 ) -> None:
     from sqlalchemy.exc import OperationalError
 
