@@ -24,8 +24,7 @@ from server.cli.demo import demo_command, demo_config
 from server.emulator.runner import Emulator
 from server.uploads.cli import uploads_group
 from tests.server.processes import free_port, stop_process
-from tests.server.served_app import app_config
-from tests.support import closed_port_url, root_bucket
+from tests.support import AppConfig, closed_port_url, root_bucket
 
 OSSGATE = str(Path(sys.executable).parent / "ossgate")
 
@@ -204,7 +203,7 @@ def _reconcile(app, *args: str) -> str:
 
 
 def test_reconcile_dry_run_and_verbose(
-    fresh_emulator: Emulator, tmp_path, caplog: pytest.LogCaptureFixture
+    fresh_emulator: Emulator, app_config: AppConfig, tmp_path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Overwrites allowed, so a replaced object is "updated" rather than rejected.
     destinations = tmp_path / "destinations.toml"
@@ -215,8 +214,7 @@ def test_reconcile_dry_run_and_verbose(
     app = create_app(
         app_config(
             fresh_emulator,
-            closed_port_url(),
-            tmp_path,
+            OSSGATE_CALLBACK_URL=closed_port_url(),
             OSSGATE_DESTINATIONS_FILE=str(destinations),
         )
     )

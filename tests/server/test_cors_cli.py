@@ -17,7 +17,6 @@ from server.bucket import cors_cli, read_cors
 from server.bucket.cors_cli import cors_group
 from server.bucket.cors_rules import MAX_RULES, needed_rule
 from server.emulator.runner import Emulator
-from tests.server.served_app import app_config
 from tests.server.test_cors_admin import (
     OTHER_PAGE,
     PAGE,
@@ -28,7 +27,7 @@ from tests.server.test_cors_admin import (
     rule_spans,
     unrelated_rules,
 )
-from tests.support import closed_port_url, root_bucket
+from tests.support import AppConfig, closed_port_url, root_bucket
 
 #: Variables a developer's shell might hold that must not reach the commands under test.
 _CLEARED = (
@@ -295,10 +294,10 @@ def test_check_defaults_to_the_configured_origins(fresh_emulator: Emulator) -> N
 
 
 def test_backups_default_to_the_instance_folder_of_the_app(
-    fresh_emulator: Emulator, tmp_path: Path
+    fresh_emulator: Emulator, app_config: AppConfig, tmp_path: Path
 ) -> None:
     """The folder ``ossgate bucket`` backs up to, found without the app's configuration."""
-    app = create_app(app_config(fresh_emulator, closed_port_url(), tmp_path))
+    app = create_app(app_config(fresh_emulator))
     assert INSTANCE_FOLDER() == Path(app.instance_path)
     assert run(fresh_emulator, "apply", "--yes", "--origin", PAGE).exit_code == 0
     [backup] = backups_in(default_backups(tmp_path))
