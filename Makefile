@@ -45,6 +45,8 @@ redis:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server; }
 
+# The demo takes the OSSGATE_* settings of the environment and ./.env (limits, content types,
+# destinations, …) but owns the emulator's; OSSGATE_DEMO_PORT=5001 make demo moves the app.
 demo: all
 	$(BIN)/ossgate demo
 

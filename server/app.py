@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,19 @@ ROOT = Path(__file__).resolve().parent.parent
 MAX_REQUEST_BYTES = 1024 * 1024
 
 
+def _page_folder(name: str) -> Path:
+    """Where the page's ``templates`` or ``static`` folder is.
+
+    A wheel carries them inside the package (``server/templates``, ``server/static``: see
+    setup.cfg's package_dir); a checkout or an editable install has them only at the
+    repository's top level (DESIGN.md §1), next to ``server/``.
+    """
+    packaged = files("server").joinpath(name)
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    return ROOT / name
+
+
 def _environment() -> dict[str, str]:
     """The process environment over a ``.env`` file in the working directory, if any."""
     values = {k: v for k, v in dotenv_values(".env").items() if v is not None}
@@ -68,8 +82,8 @@ def create_app(
     app = Flask(
         "server",  # the package's name: instance folder and logger as before the split
         instance_relative_config=True,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
+        template_folder=str(_page_folder("templates")),
+        static_folder=str(_page_folder("static")),
     )
     source = dict(test_config) if test_config is not None else _environment()
     settings = load_settings(source)

@@ -13,9 +13,10 @@ with a JWKS the *key* decides the algorithm family: an RSA key only verifies RS/
 only the ES algorithm of its curve. ``exp`` and ``sub`` are required; ``aud`` and ``iss`` are
 checked when configured. The subject is then canonicalised by ``server.auth.identity.user_key``.
 
-Failures are 401 with an RFC 6750 ``WWW-Authenticate`` challenge and a fixed message that
-never repeats the token. A JWKS that cannot be fetched is our outage, not the caller's
-mistake: that is a 503 with ``Retry-After``.
+Failures are 401 with an RFC 6750 ``WWW-Authenticate`` challenge and a message that says
+what was wrong (which claim is missing, expired or not this API's; a bad signature; an
+algorithm not accepted) and never repeats the token. A JWKS that cannot be fetched is our
+outage, not the caller's mistake: that is a 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -107,17 +108,23 @@ def _invalid(message: str) -> AuthError:
     return AuthError("invalid_token", message)
 
 
-#: PyJWT's failures, mapped to fixed messages: PyJWT's own may quote token content, and an
-#: error_description may not hold quotes (RFC 6750 §3).
-_REFUSALS: tuple[tuple[type[jwt.PyJWTError], str, str], ...] = (
-    (jwt.ExpiredSignatureError, "token_expired", "The bearer token has expired."),
-    (jwt.ImmatureSignatureError, "invalid_token", "The bearer token is not valid yet."),
-    (jwt.InvalidAudienceError, "invalid_token", "The bearer token is meant for another audience."),
-    (jwt.InvalidIssuerError, "invalid_token", "The bearer token comes from an untrusted issuer."),
-    (jwt.MissingRequiredClaimError, "invalid_token", "The bearer token lacks a required claim."),
-    (jwt.InvalidAlgorithmError, "invalid_token", "The bearer token uses a refused algorithm."),
-    (jwt.InvalidSignatureError, "invalid_token", "The bearer token signature does not verify."),
-)
+#: What each claim is, for a refusal that names it.
+_CLAIMS = {
+    "exp": "expiry time",
+    "sub": "subject",
+    "aud": "audience",
+    "iss": "issuer",
+    "nbf": "not-before time",
+    "iat": "issue time",
+}
+#: PyJWT names the claim of some failures in its (fixed) message: "(nbf)", "claim (exp)".
+_NAMED_CLAIM = re.compile(r"\((exp|nbf|iat)\)")
+#: PyJWT 2.10 and later check that ``sub`` is a string; before, ``user_key`` alone does.
+_INVALID_SUBJECT: Any = getattr(jwt.exceptions, "InvalidSubjectError", ())
+
+
+def _claim(name: str) -> str:
+    return f"{name} ({_CLAIMS[name]})"
 
 
 class TokenVerifier:
@@ -214,12 +221,65 @@ class TokenVerifier:
             raise _invalid("The bearer token names no usable user (sub).") from None
         return AuthenticatedUser(user=user, claims=claims)
 
-    @staticmethod
-    def _refusal(exc: jwt.PyJWTError) -> AuthError:
-        for kind, code, message in _REFUSALS:
-            if isinstance(exc, kind):
-                return AuthError(code, message)
+    def _refusal(self, exc: jwt.PyJWTError) -> AuthError:
+        """A 401 that says what was wrong with the token, and never repeats any of it.
+
+        The messages are ours, not PyJWT's (which may quote token content; and an
+        error_description may hold no quotes, RFC 6750 §3): they name the failing claim,
+        which PyJWT tells by the exception's type, ``claim`` attribute or fixed message,
+        and what this API expects where that is configuration rather than a secret.
+        """
+        named = _NAMED_CLAIM.search(str(exc))
+        claim = named.group(1) if named else None
+        if isinstance(exc, jwt.ExpiredSignatureError):
+            return AuthError(
+                "token_expired", f"The bearer token has expired: its {_claim('exp')} is past."
+            )
+        if isinstance(exc, jwt.ImmatureSignatureError):
+            when = _claim(claim) if claim else "nbf (not-before time) or iat (issue time)"
+            return _invalid(f"The bearer token is not valid yet: its {when} is in the future.")
+        if isinstance(exc, jwt.MissingRequiredClaimError):
+            missing = exc.claim if exc.claim in _CLAIMS else None
+            if missing is None:
+                return _invalid("The bearer token lacks a required claim.")
+            return _invalid(f"The bearer token lacks the {_claim(missing)} claim.")
+        if isinstance(exc, jwt.InvalidAudienceError):
+            if self._audience is None:
+                return _invalid(
+                    f"The bearer token names an {_claim('aud')}, and this API accepts only "
+                    "tokens without one."
+                )
+            return _invalid(
+                f"The bearer token is meant for another audience: its {_claim('aud')} does "
+                "not name this API."
+            )
+        if isinstance(exc, jwt.InvalidIssuerError):
+            return _invalid(
+                f"The bearer token comes from an untrusted issuer: its {_claim('iss')} is not "
+                "the one this API trusts."
+            )
+        if isinstance(exc, jwt.InvalidIssuedAtError):
+            return _invalid(f"The bearer token's {_claim('iat')} claim is not a number.")
+        if isinstance(exc, _INVALID_SUBJECT):
+            return _invalid("The bearer token names no usable user (sub).")
+        if isinstance(exc, jwt.InvalidAlgorithmError):
+            return self._algorithm_refused()
+        if isinstance(exc, jwt.InvalidSignatureError):
+            return _invalid(
+                "The bearer token's signature does not verify: it was signed with another key "
+                "or changed since."
+            )
+        if isinstance(exc, jwt.DecodeError):
+            if claim is not None:
+                return _invalid(f"The bearer token's {_claim(claim)} claim is not a number.")
+            return _invalid("The bearer token cannot be decoded: its parts are not base64url JSON.")
         return _invalid("The bearer token is invalid.")
+
+    def _algorithm_refused(self) -> AuthError:
+        return _invalid(
+            "The bearer token is signed with an algorithm (alg) this API does not accept; "
+            f"it accepts {', '.join(self._algorithms)}."
+        )
 
     def _public_key(self, token: str) -> tuple[Any, list[str]]:
         """The JWKS key the token's ``kid`` names, and the algorithms that key may verify.
@@ -233,7 +293,7 @@ class TokenVerifier:
             raise _invalid("The bearer token is malformed.") from None
         kid = header.get("kid")
         if header.get("alg") not in self._algorithms:
-            raise _invalid("The bearer token uses a refused algorithm.")
+            raise self._algorithm_refused()
         if not isinstance(kid, str) or not 0 < len(kid) <= _MAX_KID_LENGTH:
             raise _invalid("The bearer token names no signing key (kid).")
         jwk = self._find_key(kid)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from flask import Flask
 from oss2.models import BucketCors
 
 from server.bucket import (
@@ -26,6 +27,7 @@ from server.bucket import (
     BucketAdminError,
     CheckReport,
     KnownRules,
+    OriginError,
     OssUnreachableError,
     Plan,
     RestorePlan,
@@ -42,9 +44,17 @@ from server.bucket import (
     render_diff,
     restore_backup,
 )
+from server.bucket.bucket_cli import BACKUP_FOLDER
 
 #: ``plan --exit-code``'s exit code when ``apply`` would change the bucket (0: nothing to do).
 PLAN_CHANGES_EXIT_CODE = 2
+
+
+def _instance_folder() -> Path:
+    """The app's instance folder (where ``create_app`` keeps its state), found without
+    building the app: these commands need none of its configuration. ``create_app`` names
+    its Flask app ``server``, and Flask derives the folder from that name alone."""
+    return Path(Flask("server").instance_path)
 
 
 @dataclass(frozen=True)
@@ -144,9 +154,8 @@ def _change_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--backup-dir",
             type=click.Path(file_okay=False, path_type=Path),
-            default=Path("."),
-            show_default=True,
-            help="Where the previous configuration is saved before anything is written.",
+            help="Where the previous configuration is saved before anything is written "
+            f"[default: INSTANCE-FOLDER/{BACKUP_FOLDER}].",
         ),
         click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
     ]
@@ -188,6 +197,11 @@ def _desired_origins(
     origins: Sequence[str], env: dict[str, str], allow_any: bool
 ) -> tuple[str, ...]:
     return parse_origins(list(origins) or origins_from_env(env), allow_any_origin=allow_any)
+
+
+def _backup_dir(given: Path | None) -> Path:
+    """``--backup-dir``, else the instance folder's, where ``ossgate bucket`` keeps its own."""
+    return given if given is not None else _instance_folder() / BACKUP_FOLDER
 
 
 def _shown(path: Path | None) -> str:
@@ -346,7 +360,7 @@ def apply_command(
     origins: tuple[str, ...],
     allow_any_origin: bool,
     max_age: int,
-    backup_dir: Path,
+    backup_dir: Path | None,
     yes: bool,
 ) -> None:
     """Merge the rule the browser SDK needs into the bucket's rules, keeping all others.
@@ -365,7 +379,7 @@ def apply_command(
     result = apply_needed_rule(
         admin_bucket(settings),
         wanted,
-        backup_dir=backup_dir,
+        backup_dir=_backup_dir(backup_dir),
         max_age=max_age,
         allow_any_origin=allow_any_origin,
         confirm=confirm,
@@ -394,7 +408,7 @@ def apply_command(
 @click.pass_context
 @_one_line_errors
 def restore_command(
-    ctx: click.Context, backup: Path, target: _Target, backup_dir: Path, yes: bool
+    ctx: click.Context, backup: Path, target: _Target, backup_dir: Path | None, yes: bool
 ) -> None:
     """Put the configuration saved in BACKUP back (a backup of "none" deletes the rules).
 
@@ -407,7 +421,9 @@ def restore_command(
         click.echo(render_diff(plan.current, plan.target, settings.bucket))
         return _ask(f"Replace the CORS rules of bucket {settings.bucket}?", yes)
 
-    result = restore_backup(admin_bucket(settings), backup, backup_dir=backup_dir, confirm=confirm)
+    result = restore_backup(
+        admin_bucket(settings), backup, backup_dir=_backup_dir(backup_dir), confirm=confirm
+    )
     if result.declined:
         click.echo("Not restored: the bucket's CORS rules are unchanged.")
         ctx.exit(1)
@@ -432,8 +448,41 @@ def _echo_report(report: CheckReport) -> None:
     click.echo(f"  {'ETag':<7} {'pass' if report.etag_exposed else 'FAIL'}  {report.etag_reason}")
 
 
+def _origins_to_check(given: Sequence[str], env: dict[str, str]) -> tuple[str, ...]:
+    """``--origin`` values, else the concrete origins of ``OSSGATE_CORS_ORIGINS``.
+
+    A wildcard entry there is no origin a page can have, so it is skipped with a note.
+    """
+    for wildcard in (o for o in given if "*" in o):
+        raise OriginError(
+            f"{wildcard!r} is a wildcard, not a page's origin: check a concrete one, such as "
+            "https://app.example.com"
+        )
+    if given:
+        return parse_origins(given)
+    configured = origins_from_env(env)
+    for skipped in (o for o in configured if "*" in o):
+        click.echo(
+            f"note: not checking {skipped!r} from OSSGATE_CORS_ORIGINS: a wildcard is no "
+            "page's origin; pass --origin URL to check one",
+            err=True,
+        )
+    concrete = [o for o in configured if "*" not in o]
+    if not concrete:
+        raise OriginError(
+            "no origin to check: pass --origin URL or set OSSGATE_CORS_ORIGINS (comma-separated)"
+        )
+    return parse_origins(concrete)
+
+
 @cors_group.command("check")
-@click.option("--origin", required=True, metavar="URL", help="The page origin to test.")
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    metavar="URL",
+    help="A page origin to test (repeatable) [default: each of $OSSGATE_CORS_ORIGINS].",
+)
 @click.option(
     "--key", default=DEFAULT_PROBE_KEY, show_default=True, help="Object key the preflights name."
 )
@@ -442,15 +491,17 @@ def _echo_report(report: CheckReport) -> None:
 @click.pass_context
 @_one_line_errors
 def check_command(
-    ctx: click.Context, origin: str, key: str, timeout: float, target: _Target
+    ctx: click.Context, origins: tuple[str, ...], key: str, timeout: float, target: _Target
 ) -> None:
     """Send the preflights ali-oss sends (each method, its headers) and report each one.
 
     Anonymous OPTIONS requests: nothing in the bucket is read or written. With an admin key
     configured, the bucket's rules are also read to name the cause of a failure. Exits 1 if
-    anything fails.
+    anything fails for any origin.
     """
-    settings = target.settings(read_environment(), require_credentials=False)
+    env = read_environment()
+    settings = target.settings(env, require_credentials=False)
+    checked = _origins_to_check(origins, env)
     known: KnownRules | None = None
     if settings.has_credentials:
         try:
@@ -459,16 +510,20 @@ def check_command(
             raise
         except BucketAdminError as exc:
             click.echo(f"note: cannot read the rules to explain failures: {exc}", err=True)
-    report = check_preflights(
-        settings.endpoint, settings.bucket, origin, known=known, key=key, timeout=timeout
-    )
-    _echo_report(report)
-    checks = len(report.results) + 1
-    failed = sum(not r.passed for r in report.results) + (not report.etag_exposed)
-    if failed:
-        click.echo(
-            f"{failed} of {checks} checks failed: uploads from {report.origin} will fail. "
-            f"To allow this origin: ossgate cors apply --origin {report.origin}"
+    any_failed = False
+    for origin in checked:
+        report = check_preflights(
+            settings.endpoint, settings.bucket, origin, known=known, key=key, timeout=timeout
         )
-        ctx.exit(1)
-    click.echo(f"All {checks} checks passed: ali-oss on {report.origin} can upload.")
+        _echo_report(report)
+        checks = len(report.results) + 1
+        failed = sum(not r.passed for r in report.results) + (not report.etag_exposed)
+        if failed:
+            any_failed = True
+            click.echo(
+                f"{failed} of {checks} checks failed: uploads from {report.origin} will fail. "
+                f"To allow this origin: ossgate cors apply --origin {report.origin}"
+            )
+        else:
+            click.echo(f"All {checks} checks passed: ali-oss on {report.origin} can upload.")
+    ctx.exit(1 if any_failed else 0)

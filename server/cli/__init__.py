@@ -40,7 +40,10 @@ def _app_for_cli() -> Flask:
         raise _NoConfiguration(f"configuration: {exc}") from None
 
 
-@click.group(cls=FlaskGroup, create_app=_app_for_cli)
+# FlaskGroup's own --version reports Python, Flask and Werkzeug; ossgate's names ossgate's
+# version, from the installed distribution's metadata (a wheel or an editable install).
+@click.group(cls=FlaskGroup, create_app=_app_for_cli, add_version_option=False)
+@click.version_option(package_name="ossgate", message="ossgate %(version)s")
 def main() -> None:
     """ossgate: browser uploads straight to Alibaba Cloud OSS."""
 

@@ -8,6 +8,9 @@ learn whether the server may delete, which the verdict needs, without deleting a
 a bucket with versioning it leaves a delete marker), a read of the bucket's overwrite
 protection, anonymous CORS preflights, and DNS lookups of the callback hosts (the callback
 URL itself is never requested).
+
+Against the emulator (STS and OSS both on loopback addresses) a loopback callback URL is
+what the local OSS can call, so it is reported as fine for local use rather than failed.
 """
 
 from __future__ import annotations
@@ -226,7 +229,51 @@ def _public_address(host: str) -> tuple[bool, str]:
     return True, f"resolves to {', '.join(addresses)}"
 
 
-def _callback(app: Services) -> list[Finding]:
+def _host(endpoint: str) -> str:
+    """The host of an endpoint given as a URL or as a bare ``host[:port]``."""
+    return urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
+
+
+def _on_this_machine(host: str) -> bool:
+    """Whether ``host`` resolves, and only to loopback addresses (127.0.0.0/8, ::1)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        return False
+    addresses = {a for a in (info[4][0] for info in infos) if isinstance(a, str)}
+    return bool(addresses) and all(
+        ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses
+    )
+
+
+def _local_services(app: Services) -> bool:
+    """Whether STS and OSS both run on this machine: the emulator (``ossgate emulator``,
+    ``ossgate demo``) or another local stand-in, never Alibaba Cloud."""
+    return _on_this_machine(_host(app.settings.sts_endpoint)) and _on_this_machine(
+        _host(oss_endpoint(app.settings))
+    )
+
+
+def _endpoints(app: Services, local: bool) -> list[Finding]:
+    if not local:
+        return []
+    return [
+        Finding(
+            "endpoints",
+            "ok",
+            f"local: STS at {app.settings.sts_endpoint} and OSS at "
+            f"{oss_endpoint(app.settings)} run on this machine (the emulator), fine for "
+            "development; a deployment uses Alibaba Cloud's",
+        )
+    ]
+
+
+def _callback(app: Services, local: bool = False) -> list[Finding]:
+    """Whether OSS can call each callback URL: a public address, over https.
+
+    With ``local`` services (the emulator), OSS runs on this machine too, so a loopback
+    callback URL is what it can call: fine for local use, not a failure.
+    """
     callback = app.destination.callback
     if callback is None:
         return [
@@ -235,6 +282,16 @@ def _callback(app: Services) -> list[Finding]:
     findings = []
     for url in callback.urls:
         parts = urlsplit(url)
+        if local and _on_this_machine(parts.hostname or ""):
+            findings.append(
+                Finding(
+                    "callback",
+                    "ok",
+                    f"local: {url} is on this machine, where the local OSS can call it; a "
+                    "deployment needs a public https URL",
+                )
+            )
+            continue
         public, detail = _public_address(parts.hostname or "")
         if not public:
             findings.append(
@@ -269,14 +326,16 @@ def _jwt_secret(app: Services) -> list[Finding]:
 def run_checks(
     app: Services, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> list[Finding]:
+    local = _local_services(app)
     return [
+        *_endpoints(app, local),
         *_jwt_secret(app),
         _credentials(app),
         *_bucket_and_clock(app, now),
         *_delete(app),
         *_overwrite(app),
         *_cors(app),
-        *_callback(app),
+        *_callback(app, local),
     ]
 
 

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import click
 import oss2
-from flask import current_app
 from flask.cli import AppGroup
 
+from server.bucket.access import listing_prefix
 from server.credentials.sts_client import StsError
-from server.services import services
+from server.destinations.destination import Destination
+from server.services import Services, services
 from server.uploads.reconcile import ReconcileReport, reconcile
+from server.uploads.records import (
+    SOURCE_RECONCILE,
+    STATUS_ACCEPTED,
+    STATUS_REJECTED,
+    UploadRecords,
+)
+from server.uploads.verdicts import ACTION_QUARANTINE
 
 uploads_group = AppGroup("uploads", help="Upload records.")
 
@@ -26,16 +36,107 @@ def _since(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """An object a reconcile would judge, and why it has no verdict yet."""
+
+    key: str
+    why: str
+
+
+def _pending(
+    bucket: oss2.Bucket,
+    destination: Destination,
+    records: UploadRecords,
+    since: datetime | None,
+    report: ReconcileReport,
+) -> Iterator[_Pending]:
+    """The objects ``reconcile`` would judge, found as it finds them (server.uploads.reconcile's
+    ``judge_prefix``), judging none: a listing and one read of the records, nothing else."""
+    prefix = listing_prefix(destination)
+    known = records.verdicts(destination.bucket, prefix)
+    for listed in oss2.ObjectIterator(bucket, prefix=prefix):
+        report.listed += 1
+        if destination.owner_of(listed.key) is None:
+            report.outside_prefixes += 1
+            continue
+        if since is not None and listed.last_modified < since.timestamp():
+            report.older_than_since += 1
+            continue
+        etag = listed.etag.strip('"').upper()
+        record = known.get(listed.key)
+        if record == (etag, STATUS_ACCEPTED):
+            report.already_recorded += 1
+        elif record is None:
+            yield _Pending(listed.key, "no record")
+        elif record[1] == STATUS_REJECTED:
+            yield _Pending(listed.key, "rejected before, and the object is still there")
+        else:
+            yield _Pending(listed.key, "recorded for another ETag: the object was replaced")
+
+
+def _dry_run(app_services: Services, bucket: oss2.Bucket, since: datetime | None) -> None:
+    report = ReconcileReport()
+    would = 0
+    for destination in app_services.destinations:
+        for pending in _pending(bucket, destination, app_services.records, since, report):
+            would += 1
+            click.echo(f"would judge {pending.key} ({pending.why})")
+    click.echo(
+        f"dry run: listed {report.listed} objects: {would} would be judged, "
+        f"{report.already_recorded} already recorded, {report.outside_prefixes} outside user "
+        f"prefixes, {report.older_than_since} older than --since; nothing was changed"
+    )
+
+
+def _changes(
+    records: UploadRecords,
+    bucket_name: str,
+    before: dict[str, tuple[str, str]],
+    after: dict[str, tuple[str, str]],
+    disposal: str,
+) -> Iterator[str]:
+    """One line per record this run judged anew: what became of its key."""
+    for key in sorted(after):
+        if after[key] == before.get(key):
+            continue
+        record = records.get(bucket_name, key)
+        if record is None or record.source != SOURCE_RECONCILE:
+            continue  # a callback or the sweep got there meanwhile: not this run's doing
+        if record.status == STATUS_REJECTED:
+            yield f"{key}: rejected ({record.reason}), {disposal}"
+        elif key in before:
+            yield f"{key}: updated (ETag {record.etag}, {record.size} bytes)"
+        else:
+            yield f"{key}: recorded ({record.size} bytes, {record.content_type})"
+
+
 @uploads_group.command("reconcile")
 @click.option("--since", help="Only objects modified at or after this time (ISO 8601).")
-def reconcile_command(since: str | None) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Only list the objects that would be judged (and why); judge, delete, record nothing.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="List each key this run changed, and how.")
+def reconcile_command(since: str | None, dry_run: bool, verbose: bool) -> None:
     """Judge every object under the upload prefixes that has no verdict yet."""
     app_services = services()
     since_time = _since(since)
+    disposal = (
+        f"moved under {app_services.disposal.quarantine_prefix}"
+        if app_services.disposal.action == ACTION_QUARANTINE
+        else "deleted"
+    )
     try:
         bucket = app_services.server_bucket.bucket()
+        if dry_run:
+            _dry_run(app_services, bucket, since_time)
+            return
         report = ReconcileReport()
         for destination in app_services.destinations:
+            prefix = listing_prefix(destination)
+            before = app_services.records.verdicts(destination.bucket, prefix) if verbose else {}
             reconcile(
                 bucket,
                 destination,
@@ -44,11 +145,16 @@ def reconcile_command(since: str | None) -> None:
                 disposal=app_services.disposal,
                 report=report,
             )
+            if verbose:
+                after = app_services.records.verdicts(destination.bucket, prefix)
+                for line in _changes(
+                    app_services.records, destination.bucket, before, after, disposal
+                ):
+                    click.echo(line)
     except StsError as exc:
         raise click.ClickException(f"STS refused the reconcile credentials: {exc}") from None
     except oss2.exceptions.OssError as exc:
         raise click.ClickException(
             f"listing the bucket failed: {exc.code or exc.status} {exc.message or ''}".strip()
         ) from None
-    current_app.logger.info("reconcile: %s", report.summary())
     click.echo(report.summary())

@@ -234,6 +234,79 @@ def test_required_claims(app, missing):
 
 
 AUD_ISS = {"OSSGATE_JWT_AUDIENCE": "ossgate-api", "OSSGATE_JWT_ISSUER": "https://id.example"}
+GOOD_AUD_ISS = {"aud": "ossgate-api", "iss": "https://id.example"}
+
+
+def _without(payload: dict, *names: str) -> dict:
+    return {k: v for k, v in payload.items() if k not in names}
+
+
+# Each refusal says what was wrong: (settings, payload, how it is signed, what the 401 says).
+_SAYS_WHY = {
+    "only sub": ({}, lambda: {"sub": "alice"}, {}, "lacks the exp (expiry time) claim"),
+    "no sub": ({}, lambda: _without(claims(), "sub"), {}, "lacks the sub (subject) claim"),
+    "no aud": (
+        AUD_ISS, lambda: claims(iss="https://id.example"), {}, "lacks the aud (audience) claim"
+    ),
+    "no iss": (AUD_ISS, lambda: claims(aud="ossgate-api"), {}, "lacks the iss (issuer) claim"),
+    "expired": (
+        {}, lambda: claims(exp=int(time.time()) - 3600), {}, "has expired: its exp (expiry"
+    ),
+    "nbf ahead": (
+        {}, lambda: claims(nbf=int(time.time()) + 600), {},
+        "not valid yet: its nbf (not-before time) is in the future",
+    ),
+    "iat ahead": (
+        {}, lambda: claims(iat=int(time.time()) + 600), {},
+        "not valid yet: its iat (issue time) is in the future",
+    ),
+    "other key": (
+        {}, claims, {"key": "another-secret-0123456789-abcdefghijkl"},
+        "signature does not verify",
+    ),
+    "other audience": (
+        AUD_ISS, lambda: claims(**{**GOOD_AUD_ISS, "aud": "billing-api"}), {},
+        "meant for another audience: its aud (audience) does not name this API",
+    ),
+    "audience unasked": (
+        {}, lambda: claims(aud="billing-api"), {},
+        "names an aud (audience), and this API accepts only tokens without one",
+    ),
+    "other issuer": (
+        AUD_ISS, lambda: claims(**{**GOOD_AUD_ISS, "iss": "https://evil.example"}), {},
+        "untrusted issuer: its iss (issuer)",
+    ),
+    "other algorithm": (
+        {}, claims, {"algorithm": "HS512"},
+        "algorithm (alg) this API does not accept; it accepts HS256",
+    ),
+    "exp not a number": (
+        {}, lambda: claims(exp="tomorrow"), {}, "exp (expiry time) claim is not a number"
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", _SAYS_WHY, ids=list(_SAYS_WHY))
+def test_refusals_say_what_was_wrong_without_echoing_the_token(case):
+    settings, payload, signing, says = _SAYS_WHY[case]
+    app = make_app(hs_settings(**settings))
+    token = hs_token(payload(), **signing)
+    response = call(app, token)
+    code = "token_expired" if case == "expired" else "invalid_token"
+    assert_refused(response, code=code, token=token)
+    message = response.get_json()["error"]["message"]
+    assert says in message
+    assert f'error_description="{message}"' in response.headers["WWW-Authenticate"]
+
+
+def test_a_token_that_is_not_json_says_so(app):
+    # Signed with the right secret, so only the payload's shape is wrong.
+    signing_input = f"{b64url(json.dumps({'alg': 'HS256'}).encode())}.{b64url(b'not json')}"
+    mac = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    token = f"{signing_input}.{b64url(mac)}"
+    response = call(app, token)
+    assert_refused(response, token=token)
+    assert "cannot be decoded" in response.get_json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -527,6 +600,13 @@ def test_unlisted_algorithm_is_refused_without_fetching(jwks, jwks_app, rsa_key)
     assert_refused(call(jwks_app, signed(rsa_key, "RS512", "rsa-1")))
     assert_refused(call(jwks_app, "eyJhbGciOiJIUzI1NiJ9.e30.c2ln"))
     assert jwks.requests == 0
+
+
+def test_a_jwks_token_with_an_unlisted_algorithm_names_the_accepted_ones(jwks_app, rsa_key):
+    token = signed(rsa_key, "RS512", "rsa-1")
+    response = call(jwks_app, token)
+    assert_refused(response, token=token)
+    assert "it accepts RS256, ES256" in response.get_json()["error"]["message"]
 
 
 def test_jwks_claims_rules_still_apply(jwks, rsa_key):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from server import create_app
 from server.bucket import cors_cli, read_cors
 from server.bucket.cors_cli import cors_group
 from server.bucket.cors_rules import MAX_RULES, needed_rule
@@ -26,7 +27,7 @@ from tests.server.test_cors_admin import (
     rule_spans,
     unrelated_rules,
 )
-from tests.support import closed_port_url, root_bucket
+from tests.support import AppConfig, closed_port_url, root_bucket
 
 #: Variables a developer's shell might hold that must not reach the commands under test.
 _CLEARED = (
@@ -39,10 +40,20 @@ _CLEARED = (
 )
 
 
+#: The instance folder as the commands find it, before the fixture below moves it.
+INSTANCE_FOLDER = cors_cli._instance_folder
+
+
 @pytest.fixture(autouse=True)
 def _own_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's own working directory and instance folder (default backups go there)."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cors_cli, "_instance_folder", lambda: tmp_path / "instance")
     return tmp_path
+
+
+def default_backups(tmp_path: Path) -> Path:
+    return tmp_path / "instance" / "bucket-backups"
 
 
 def run(emu: Emulator | None, *args: str, input: str | None = None, **env: str | None) -> Result:
@@ -116,7 +127,7 @@ def test_plan_apply_plan_on_a_bucket_with_other_rules(fresh_emulator: Emulator, 
 
     applied = run(emu, "apply", "--yes", "--origin", PAGE)
     assert applied.exit_code == 0, applied.output
-    [backup] = backups_in(tmp_path)
+    [backup] = backups_in(default_backups(tmp_path))
     assert f"Backed up the previous CORS configuration to {backup.resolve()}" in applied.stdout
     assert "Applied: ossgate's rule is #4 of 4" in applied.stdout
     assert rule_spans(raw_cors(emu))[:3] == rule_spans(before)
@@ -125,7 +136,7 @@ def test_plan_apply_plan_on_a_bucket_with_other_rules(fresh_emulator: Emulator, 
     again = run(emu, "apply", "--yes", "--origin", PAGE)
     assert again.exit_code == 0, again.output
     assert "nothing to change" in again.stdout
-    assert raw_cors(emu) == after and backups_in(tmp_path) == [backup]
+    assert raw_cors(emu) == after and backups_in(default_backups(tmp_path)) == [backup]
     assert run(emu, "plan", "--exit-code", "--origin", PAGE).exit_code == 0
 
 
@@ -153,7 +164,7 @@ def test_apply_without_a_terminal_needs_yes(fresh_emulator: Emulator, tmp_path: 
     before = raw_cors(emu)
     result = run(emu, "apply", "--origin", PAGE)
     assert_one_line_error(result, "stdin is not a terminal", "--yes", "Nothing was changed")
-    assert raw_cors(emu) == before and backups_in(tmp_path) == []
+    assert raw_cors(emu) == before and backups_in(default_backups(tmp_path)) == []
 
 
 def test_apply_asks_and_respects_no(
@@ -168,11 +179,11 @@ def test_apply_asks_and_respects_no(
     assert declined.exit_code == 1, declined.output
     assert "Write these CORS rules to bucket examplebucket?" in declined.stdout
     assert "Not applied" in declined.stdout
-    assert raw_cors(emu) == before and backups_in(tmp_path) == []
+    assert raw_cors(emu) == before and backups_in(default_backups(tmp_path)) == []
 
     accepted = run(emu, "apply", "--origin", PAGE, input="y\n")
     assert accepted.exit_code == 0, accepted.output
-    assert len(rule_spans(raw_cors(emu))) == 4 and len(backups_in(tmp_path)) == 1
+    assert len(rule_spans(raw_cors(emu))) == 4 and len(backups_in(default_backups(tmp_path))) == 1
 
 
 def test_ten_unrelated_rules_fail_and_nothing_changes(
@@ -186,7 +197,7 @@ def test_ten_unrelated_rules_fail_and_nothing_changes(
             emu, command, "--yes" if command == "apply" else "--max-age=600", "--origin", PAGE
         )
         assert_one_line_error(result, "10 CORS rules", "at most 10", "Nothing was changed")
-    assert raw_cors(emu) == before and backups_in(tmp_path) == []
+    assert raw_cors(emu) == before and backups_in(default_backups(tmp_path)) == []
 
 
 def test_backup_dir_and_restore(fresh_emulator: Emulator, tmp_path: Path) -> None:
@@ -214,7 +225,7 @@ def test_restore_of_no_configuration_deletes_the_rules(
 ) -> None:
     emu = fresh_emulator
     assert run(emu, "apply", "--yes", "--origin", PAGE).exit_code == 0
-    [backup] = backups_in(tmp_path)
+    [backup] = backups_in(default_backups(tmp_path))
 
     restored = run(emu, "restore", str(backup), "--yes")
 
@@ -267,6 +278,32 @@ def test_check_works_without_an_admin_key(fresh_emulator: Emulator) -> None:
     assert refused.exit_code == 1 and "refused (403 AccessForbidden)" in refused.stdout
 
 
+def test_check_defaults_to_the_configured_origins(fresh_emulator: Emulator) -> None:
+    emu = fresh_emulator
+    put_rules(emu, [needed_rule([PAGE])])
+    both = run(emu, "check", OSSGATE_CORS_ORIGINS=f"{PAGE},https://*.example.com,{OTHER_PAGE}")
+    assert both.exit_code == 1, both.output
+    assert f"All 6 checks passed: ali-oss on {PAGE} can upload." in both.stdout
+    assert f"uploads from {OTHER_PAGE} will fail" in both.stdout
+    assert "not checking 'https://*.example.com'" in both.stderr
+
+    assert run(emu, "check", OSSGATE_CORS_ORIGINS=PAGE).exit_code == 0
+    # --origin still decides when given.
+    assert run(emu, "check", "--origin", PAGE, OSSGATE_CORS_ORIGINS=OTHER_PAGE).exit_code == 0
+    assert_one_line_error(run(emu, "check"), "pass --origin URL or set OSSGATE_CORS_ORIGINS")
+
+
+def test_backups_default_to_the_instance_folder_of_the_app(
+    fresh_emulator: Emulator, app_config: AppConfig, tmp_path: Path
+) -> None:
+    """The folder ``ossgate bucket`` backs up to, found without the app's configuration."""
+    app = create_app(app_config(fresh_emulator))
+    assert INSTANCE_FOLDER() == Path(app.instance_path)
+    assert run(fresh_emulator, "apply", "--yes", "--origin", PAGE).exit_code == 0
+    [backup] = backups_in(default_backups(tmp_path))
+    assert backups_in(tmp_path) == []  # no longer the working directory
+
+
 # -- bad input --------------------------------------------------------------------------------
 
 
@@ -288,7 +325,7 @@ def test_bad_origins_change_nothing(
     for command in ("plan", "apply", "check"):
         args = [command, "--origin", origin] + (["--yes"] if command == "apply" else [])
         assert_one_line_error(run(emu, *args), fragment if command != "check" else "origin")
-    assert raw_cors(emu) == before and backups_in(tmp_path) == []
+    assert raw_cors(emu) == before and backups_in(default_backups(tmp_path)) == []
 
 
 def test_wildcard_origin_with_permission(fresh_emulator: Emulator) -> None:
@@ -309,7 +346,7 @@ def test_wrong_credentials(fresh_emulator: Emulator, tmp_path: Path) -> None:
         assert secret not in result.output
     flagged = run(emu, "show", "--access-key-id", "LTAInobody", "--access-key-secret", secret)
     assert_one_line_error(flagged, "InvalidAccessKeyId")
-    assert raw_cors(emu) == before and backups_in(tmp_path) == []
+    assert raw_cors(emu) == before and backups_in(default_backups(tmp_path)) == []
 
 
 def test_unreachable_endpoint(fresh_emulator: Emulator) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 
 import oss2
@@ -11,6 +12,7 @@ from oss2.models import BucketCors, CorsRule
 
 from server import create_app
 from server.bucket.bucket_cli import bucket_group
+from server.cli import doctor
 from server.cli.doctor import doctor_command, run_checks
 from server.emulator.config import EmulatorConfig
 from server.emulator.runner import Emulator
@@ -25,8 +27,8 @@ def _by_check(findings) -> dict[str, list[str]]:
     return result
 
 
-def test_a_working_setup_and_a_loopback_callback(
-    fresh_emulator: Emulator, app_config: AppConfig
+def test_a_working_setup_on_the_emulator_with_a_loopback_callback(
+    fresh_emulator: Emulator, app_config: AppConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root_bucket(fresh_emulator).put_bucket_cors(
         BucketCors(
@@ -42,16 +44,37 @@ def test_a_working_setup_and_a_loopback_callback(
     )
     app = create_app(app_config(fresh_emulator))
     with app.app_context():
-        statuses = _by_check(run_checks(app.extensions["ossgate"]))
+        findings = run_checks(app.extensions["ossgate"])
+    statuses = _by_check(findings)
+    assert statuses["endpoints"] == ["ok"]  # the emulator, recognised as such
     assert statuses["credentials"] == ["ok"]
     assert statuses["bucket"] == ["ok"]
     assert statuses["clock"] == ["ok"]
     assert statuses["cors"] == ["ok"]
-    assert statuses["callback"] == ["fail"]  # 127.0.0.1: OSS could never call it
+    # 127.0.0.1: the emulator's OSS, on this machine too, can call it.
+    assert statuses["callback"] == ["ok"]
+    [callback] = [f for f in findings if f.check == "callback"]
+    assert callback.detail.startswith("local: http://127.0.0.1:")
 
+    result = app.test_cli_runner().invoke(doctor_command)
+    assert result.exit_code == 0 and "FAIL" not in result.output, result.output
+    assert re.search(r"^OK +endpoints +local: STS at http://127\.0\.0\.1:", result.output, re.M)
+
+    # Were OSS elsewhere, it could never call a loopback callback.
+    monkeypatch.setattr(doctor, "_local_services", lambda app: False)
     result = app.test_cli_runner().invoke(doctor_command)
     assert result.exit_code == 1
     assert "callback" in result.output and "non-public 127.0.0.1" in result.output
+    assert "endpoints" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [("127.0.0.1", True), ("127.0.0.2", True), ("localhost", True), ("::1", True),
+     ("8.8.8.8", False), ("10.0.0.1", False), ("", False)],
+)  # fmt: skip
+def test_what_counts_as_this_machine(host: str, local: bool) -> None:
+    assert doctor._on_this_machine(host) is local
 
 
 def test_missing_cors_wrong_role_and_skewed_clock_fail(
