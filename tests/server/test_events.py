@@ -532,6 +532,61 @@ def test_claims_are_leases(records: UploadRecords) -> None:
     )
 
 
+class _SlowSender:
+    """Stands in for WebhookSender: each send "takes" ``seconds`` on the dispatcher's clock,
+    and meanwhile another worker tries to claim (it must find nothing while we hold it)."""
+
+    timeout_seconds = 10.0
+
+    def __init__(self, clock: list[datetime], other: Outbox, seconds: float) -> None:
+        self.clock, self.other, self.seconds = clock, other, seconds
+        self.sent: list[str] = []
+        self.stolen: list[str] = []
+        self.stop_after: tuple[int, threading.Event] | None = None
+
+    def send(self, url: str, event, now: datetime) -> AttemptResult:
+        self.clock[0] += timedelta(seconds=self.seconds)
+        self.sent.append(event.event_id)
+        claim = self.other.claim(limit=100, lease_seconds=60, now=self.clock[0])
+        self.stolen += [e.event_id for e in claim.events]
+        if self.stop_after and len(self.sent) == self.stop_after[0]:
+            self.stop_after[1].set()
+        return AttemptResult(True, 204)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_slow_batch_keeps_its_claim_and_a_stopped_one_gives_the_rest_back(
+    tmp_path: Path,
+) -> None:
+    """Ten events at 10 s each outlast one lease (42 s with a 10 s timeout): the lease is
+    renewed before it could run out, so no other worker claims them meanwhile."""
+    records = UploadRecords(make_engine(f"sqlite:///{tmp_path / 'records.db'}"))
+    ids = _events(records, 10)
+    clock = [datetime.now(UTC)]
+    other = Outbox(make_engine(str(records.engine.url)))
+    sender = _SlowSender(clock, other, seconds=10)
+    dispatcher = Dispatcher(
+        Outbox(records.engine), sender, Targets("http://127.0.0.1:9/"),
+        retry_seconds=5, max_attempts=15, clock=lambda: clock[0],
+    )  # fmt: skip
+    assert dispatcher.lease_seconds < 10 * 10
+    report = dispatcher.deliver_batch()
+    assert (report.claimed, report.delivered) == (10, 10)
+    assert sender.sent == ids and sender.stolen == []
+
+    more = _events(records, 14)[10:]
+    stop = threading.Event()
+    sender.sent.clear()
+    sender.stop_after = (1, stop)
+    report = dispatcher.deliver_batch(stop)
+    assert (report.claimed, report.delivered, report.released) == (4, 1, 3)
+    # Given back: claimable at once by anyone, not after a lease.
+    back = other.claim(limit=10, lease_seconds=60, now=clock[0])
+    assert [e.event_id for e in back.events] == more[1:]
+
+
 def test_delivered_events_are_pruned_after_the_retention(
     serve_ossgate, emulator: Emulator, receivers
 ) -> None:
