@@ -144,7 +144,7 @@ def record_event(connection: Connection, outcome: RecordOutcome) -> str | None:
     if made is None:
         return None
     kind, data = made
-    now = outcome.record.updated_at
+    now = _aware(outcome.record.updated_at)  # naive from SQLite: it is UTC, not local time
     event_id = new_event_id(now)
     connection.execute(
         _INSERT,

@@ -501,6 +501,26 @@ def test_racing_writers_each_emit_exactly_the_event_of_their_change(
     assert before | {final} == after | {"AA"}
 
 
+def test_event_ids_carry_the_utc_time_whatever_the_local_zone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite hands times back without a zone; they are UTC, not the machine's local time."""
+    records = UploadRecords(make_engine(f"sqlite:///{tmp_path / 'records.db'}"))
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        event_id = _record(records, 1)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    milliseconds = 0
+    for char in event_id.removeprefix("evt_")[:10]:
+        milliseconds = milliseconds * 32 + "0123456789ABCDEFGHJKMNPQRSTVWXYZ".index(char)
+    assert abs(milliseconds / 1000 - time.time()) < 60
+    (event,) = Outbox(records.engine).latest()
+    assert abs((event.created_at - datetime.now(UTC)).total_seconds()) < 60
+
+
 def test_claims_are_leases(records: UploadRecords) -> None:
     ids = _events(records, 5)
     first, second = Outbox(records.engine), Outbox(make_engine(str(records.engine.url)))
