@@ -458,23 +458,15 @@ def _webhook_secret(reader: _Reader, url: str | None) -> str | None:
     return secret
 
 
-def _webhook(reader: _Reader) -> dict[str, object]:
-    """The event delivery settings (server.events)."""
+def _webhook(reader: _Reader) -> tuple[str | None, str | None]:
+    """Where events go and the secret that signs them (server.events)."""
     url = reader.text("OSSGATE_WEBHOOK_URL")
     if url is not None:
         try:
             check_webhook_url(url)
         except ValueError as exc:
             raise ConfigError(f"OSSGATE_WEBHOOK_URL {exc}") from None
-    return {
-        "webhook_url": url,
-        "webhook_secret": _webhook_secret(reader, url),
-        # Fractions of a second are allowed, for tests of the retries.
-        "webhook_retry_seconds": reader.number("OSSGATE_WEBHOOK_RETRY_SECONDS", 5.0, 0.01, 3600),
-        "webhook_max_attempts": reader.integer("OSSGATE_WEBHOOK_MAX_ATTEMPTS", 15, 1, 100),
-        "webhook_timeout_seconds": reader.number("OSSGATE_WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1, 60),
-        "events_retention_days": reader.integer("OSSGATE_EVENTS_RETENTION_DAYS", 30, 1, 3650),
-    }
+    return url, _webhook_secret(reader, url)
 
 
 _SRI = re.compile(r"sha(256|384|512)-[A-Za-z0-9+/]+={0,2}")
@@ -554,6 +546,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "the secret of ALIBABA_CLOUD_ACCESS_KEY_ID"
     )
     upload_prefix = _prefix_template(r)
+    webhook_url, webhook_secret = _webhook(r)
     return Settings(
         access_key_id=access_key_id,
         access_key_secret=access_key_secret,
@@ -598,5 +591,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         rejected_action=_choice(r, "OSSGATE_REJECTED_ACTION", ("delete", "quarantine"), "delete"),
         quarantine_prefix=_quarantine_prefix(r, upload_prefix),
         sweep_interval_seconds=r.integer("OSSGATE_SWEEP_INTERVAL_SECONDS", 60, 1, 86_400),
-        **_webhook(r),
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        # Fractions of a second are allowed, for tests of the retries.
+        webhook_retry_seconds=r.number("OSSGATE_WEBHOOK_RETRY_SECONDS", 5.0, 0.01, 3600),
+        webhook_max_attempts=r.integer("OSSGATE_WEBHOOK_MAX_ATTEMPTS", 15, 1, 100),
+        webhook_timeout_seconds=r.number("OSSGATE_WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1, 60),
+        events_retention_days=r.integer("OSSGATE_EVENTS_RETENTION_DAYS", 30, 1, 3650),
     )

@@ -114,21 +114,21 @@ def event_for(outcome: RecordOutcome) -> tuple[str, dict] | None:
     if not outcome.changed:
         return None
     record, previous = outcome.record, outcome.previous
-    same_object = previous is not None and previous.etag == record.etag
-    replaced = previous is not None and previous.status == STATUS_ACCEPTED and not same_object
     data = record_data(record)
+    if previous is None:
+        kind = UPLOAD_REJECTED if record.status == STATUS_REJECTED else UPLOAD_RECORDED
+        return kind, data
+    if previous.etag == record.etag and previous.status == record.status:
+        # Only the source changed: a callback confirming what the sweep or reconcile found.
+        # The host app heard of this object already.
+        return None
+    replaced = previous.status == STATUS_ACCEPTED and previous.etag != record.etag
     if replaced:
         # The accepted object that was at the key is gone (the new one overwrote it).
         data["previous"] = {"etag": previous.etag, "size": previous.size}
     if record.status == STATUS_REJECTED:
-        if same_object and previous.status == STATUS_REJECTED:
-            return None  # only the source changed
         return UPLOAD_REJECTED, data
-    if replaced:
-        return UPLOAD_REPLACED, data
-    if same_object and previous.status == STATUS_ACCEPTED:
-        return None  # a callback confirming a swept or reconciled record: heard of already
-    return UPLOAD_RECORDED, data
+    return (UPLOAD_REPLACED if replaced else UPLOAD_RECORDED), data
 
 
 _INSERT = insert(_TABLE)
@@ -209,11 +209,13 @@ class Event:
         }
 
 
-def _aware(moment: datetime | None) -> datetime | None:
+def _aware(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every stored time is UTC."""
-    if moment is None:
-        return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _aware_or_none(moment: datetime | None) -> datetime | None:
+    return None if moment is None else _aware(moment)
 
 
 def _event(row) -> Event:
@@ -226,11 +228,11 @@ def _event(row) -> Event:
         status=row.status,
         attempts=row.attempts,
         next_attempt_at=_aware(row.next_attempt_at),
-        locked_until=_aware(row.locked_until),
+        locked_until=_aware_or_none(row.locked_until),
         last_status=row.last_status,
         last_error=row.last_error,
         created_at=_aware(row.created_at),
-        delivered_at=_aware(row.delivered_at),
+        delivered_at=_aware_or_none(row.delivered_at),
     )
 
 

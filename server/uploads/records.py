@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeGuard
 
 from sqlalchemy import (
     Connection,
@@ -214,7 +215,7 @@ def _upsert_statement(dialect: str):
     ).returning(*_TABLE.c)
 
 
-def _is_duplicate(existing: Row | None, etag: str, source: str) -> bool:
+def _is_duplicate(existing: Row | None, etag: str, source: str) -> TypeGuard[Row]:
     """The same object already recorded, by a callback or by another source than a callback:
     nothing to write (a callback does confirm what reconcile or the sweep found)."""
     return (
