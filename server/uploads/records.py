@@ -101,8 +101,9 @@ class RecordOutcome:
 
 
 #: Called by ``record_upload`` inside the transaction of a write, after the row is written and
-#: before it commits: what it writes commits with the record, and if it raises, neither does.
-OnChange = Callable[[Connection, RecordOutcome], None]
+#: before it commits: what it writes commits with the record, and if it raises, neither does
+#: (what it returns is ignored).
+OnChange = Callable[[Connection, RecordOutcome], object]
 #: How many times ``record_upload`` reads again after another writer changed the row between
 #: its read and its write. The retry runs holding the row (PostgreSQL's ON CONFLICT locks it,
 #: SQLite's write lock is held), so one is enough; the bound only guards against a bug.
