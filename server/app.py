@@ -35,6 +35,7 @@ from server.credentials.sts_client import AliyunStsClient, StsClient
 from server.destinations import api as destinations_api
 from server.destinations.catalog import Destinations, load_destinations
 from server.errors import bound_json_depth, refuse_oversize_requests, register_error_handlers
+from server.events.outbox import Outbox
 from server.origins import flask_cors_origin
 from server.post_policy import api as post_policy_api
 from server.services import EXTENSION_KEY, Services
@@ -130,6 +131,7 @@ def create_app(
         key_store=PublicKeyStore(settings.callback_trusted_key_urls),
         server_bucket=ServerBucket(settings, list(destinations), credentials),
         grant_log=GrantLog(records.engine),
+        events=Outbox(records.engine),
     )
     if settings.cors_origins:
         CORS(

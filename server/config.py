@@ -7,6 +7,8 @@ The result is one frozen ``Settings`` value kept in ``app.config["OSSGATE"]``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -116,6 +118,12 @@ class Settings:
     rejected_action: str = "delete"
     quarantine_prefix: str = "quarantine/"
     sweep_interval_seconds: int = 60
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_retry_seconds: float = 5.0
+    webhook_max_attempts: int = 15
+    webhook_timeout_seconds: float = 10.0
+    events_retention_days: int = 30
 
     @property
     def jwt_secret_too_short(self) -> bool:
@@ -394,6 +402,73 @@ def _choice(
     return value
 
 
+#: Standard Webhooks secrets: ``whsec_`` + base64 of 24 to 64 random bytes (the spec's range).
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+MIN_WEBHOOK_SECRET_BYTES, MAX_WEBHOOK_SECRET_BYTES = 24, 64
+_HOW_TO_MAKE_ONE = (
+    "python3 -c \"import base64, os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())\""
+)
+
+
+def check_webhook_url(url: str) -> str:
+    """``url`` if events may be POSTed to it; ValueError (completing "<setting> …") if not.
+
+    http(s) with a host, and no user name or password: the URL shows in logs and in
+    ``ossgate doctor``, and the signature, not the URL, is how a receiver knows the sender.
+    """
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ValueError(f"has an invalid port: {url!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http or https URL, got {url!r}")
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        raise ValueError(
+            "must not hold a user name, password or #fragment (receivers authenticate "
+            "events by their signature)"
+        )
+    return url
+
+
+def _webhook_secret(reader: _Reader, url: str | None) -> str | None:
+    """``OSSGATE_WEBHOOK_SECRET``, checked: required with a webhook URL, decodable always."""
+    secret = reader.text("OSSGATE_WEBHOOK_SECRET")
+    if secret is None:
+        if url is not None:
+            raise ConfigError(
+                "OSSGATE_WEBHOOK_SECRET is not set but OSSGATE_WEBHOOK_URL is: events are "
+                f"signed with it (make one with: {_HOW_TO_MAKE_ONE})"
+            )
+        return None
+    refused = ConfigError(
+        f"OSSGATE_WEBHOOK_SECRET must be {WEBHOOK_SECRET_PREFIX} followed by the base64 of "
+        f"{MIN_WEBHOOK_SECRET_BYTES} to {MAX_WEBHOOK_SECRET_BYTES} random bytes "
+        f"(make one with: {_HOW_TO_MAKE_ONE})"
+    )
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        raise refused
+    encoded = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise refused from None
+    if not MIN_WEBHOOK_SECRET_BYTES <= len(key) <= MAX_WEBHOOK_SECRET_BYTES:
+        raise refused
+    return secret
+
+
+def _webhook(reader: _Reader) -> tuple[str | None, str | None]:
+    """Where events go and the secret that signs them (server.events)."""
+    url = reader.text("OSSGATE_WEBHOOK_URL")
+    if url is not None:
+        try:
+            check_webhook_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"OSSGATE_WEBHOOK_URL {exc}") from None
+    return url, _webhook_secret(reader, url)
+
+
 _SRI = re.compile(r"sha(256|384|512)-[A-Za-z0-9+/]+={0,2}")
 
 
@@ -471,6 +546,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "the secret of ALIBABA_CLOUD_ACCESS_KEY_ID"
     )
     upload_prefix = _prefix_template(r)
+    webhook_url, webhook_secret = _webhook(r)
     return Settings(
         access_key_id=access_key_id,
         access_key_secret=access_key_secret,
@@ -515,4 +591,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         rejected_action=_choice(r, "OSSGATE_REJECTED_ACTION", ("delete", "quarantine"), "delete"),
         quarantine_prefix=_quarantine_prefix(r, upload_prefix),
         sweep_interval_seconds=r.integer("OSSGATE_SWEEP_INTERVAL_SECONDS", 60, 1, 86_400),
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        # Fractions of a second are allowed, for tests of the retries.
+        webhook_retry_seconds=r.number("OSSGATE_WEBHOOK_RETRY_SECONDS", 5.0, 0.01, 3600),
+        webhook_max_attempts=r.integer("OSSGATE_WEBHOOK_MAX_ATTEMPTS", 15, 1, 100),
+        webhook_timeout_seconds=r.number("OSSGATE_WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1, 60),
+        events_retention_days=r.integer("OSSGATE_EVENTS_RETENTION_DAYS", 30, 1, 3650),
     )

@@ -22,6 +22,7 @@ from server.credentials.grants import GrantNotRecorded
 from server.credentials.sts_client import StsClient, StsCredentials
 from server.destinations.catalog import Destinations
 from server.destinations.destination import Destination
+from server.events.outbox import Outbox
 from server.uploads.grant_log import GrantLog
 from server.uploads.records import UploadRecords
 from server.uploads.verdicts import Disposal
@@ -41,6 +42,7 @@ class Services:
     key_store: PublicKeyStore
     server_bucket: ServerBucket
     grant_log: GrantLog
+    events: Outbox
 
     @property
     def destination(self) -> Destination:

@@ -15,6 +15,7 @@ from server.cli.doctor import doctor_command
 from server.cli.worker import worker_command
 from server.config import ConfigError
 from server.emulator.cli import emulator_command
+from server.events.cli import events_group
 from server.uploads.cli import uploads_group
 
 
@@ -56,3 +57,4 @@ main.add_command(bucket_group)
 main.add_command(doctor_command)
 main.add_command(worker_command)
 main.add_command(db_group)
+main.add_command(events_group)

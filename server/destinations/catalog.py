@@ -18,7 +18,8 @@ require_claims = { role = ["staff", "admin"] }
 Each destination has ``prefix`` (required: ``{user}`` once, ending in ``/``, a literal part
 before ``{user}``), and optionally ``max_bytes``, ``content_types`` and ``form_upload``
 (defaulting to ``OSSGATE_MAX_UPLOAD_BYTES``, ``OSSGATE_ALLOWED_CONTENT_TYPES`` and
-``OSSGATE_FORM_UPLOAD``), ``overwrite`` (false) and ``require_claims`` ({}). The file is read
+``OSSGATE_FORM_UPLOAD``), ``overwrite`` (false), ``require_claims`` ({}) and ``webhook_url``
+(where its upload events go; ``OSSGATE_WEBHOOK_URL`` by default). The file is read
 once, at start, and every mistake stops the app with a message naming the file, the
 destination and the field. Two destinations' prefixes may not overlap, so an object key names
 exactly one destination and one owner.
@@ -36,6 +37,7 @@ from server.config import (
     Settings,
     check_content_types,
     check_prefix_template,
+    check_webhook_url,
 )
 from server.destinations.destination import (
     DEFAULT_DESTINATION,
@@ -45,7 +47,10 @@ from server.destinations.destination import (
     default_destination,
 )
 
-_FIELDS = {"prefix", "max_bytes", "content_types", "overwrite", "require_claims", "form_upload"}
+_FIELDS = {
+    "prefix", "max_bytes", "content_types", "overwrite", "require_claims", "form_upload",
+    "webhook_url",
+}  # fmt: skip
 #: OSS's largest object (48.8 TB), as for OSSGATE_MAX_UPLOAD_BYTES.
 _MAX_BYTES = 48_800 * 1024**3
 
@@ -180,6 +185,7 @@ def _destination(where: str, name: str, table: object, settings: Settings) -> De
         raise ConfigError(
             f"{where}: field 'form_upload' must be one of {', '.join(FORM_UPLOAD_MODES)}"
         )
+    webhook_url = _webhook_url(where, table, settings)
     return Destination(
         name=name,
         bucket=settings.oss_bucket,
@@ -190,7 +196,24 @@ def _destination(where: str, name: str, table: object, settings: Settings) -> De
         overwrite=overwrite,
         require_claims=_claims(where, table.get("require_claims", {})),
         form_upload=form_upload,
+        webhook_url=webhook_url,
     )
+
+
+def _webhook_url(where: str, table: dict, settings: Settings) -> str | None:
+    if "webhook_url" not in table:
+        return None
+    url = _field(where, table, "webhook_url", str)
+    try:
+        check_webhook_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: field 'webhook_url' {exc}") from None
+    if settings.webhook_secret is None:
+        raise ConfigError(
+            f"{where}: field 'webhook_url' is set but OSSGATE_WEBHOOK_SECRET is not: events "
+            "are signed with it"
+        )
+    return url
 
 
 def _field(where: str, table: dict, name: str, kind: type, default: object = None):

@@ -38,6 +38,8 @@ class Destination:
     require_claims: tuple[tuple[str, tuple[str, ...]], ...] = ()
     #: How the page uploads here: "off" (STS credentials), "auto" or "always" (form uploads).
     form_upload: str = "off"
+    #: Where this destination's upload events go, instead of ``OSSGATE_WEBHOOK_URL``.
+    webhook_url: str | None = None
 
     @property
     def literal_prefix(self) -> str:

@@ -4,23 +4,26 @@ SQLAlchemy, so the same code runs on SQLite (the default, a file in the instance
 WAL mode) and on PostgreSQL (``OSSGATE_DATABASE_URL``) when several instances share records.
 The schema is Alembic's (``server.uploads.migrations``): a model change here needs a revision.
 
-``record_upload`` is the single place where "an upload was recorded" happens: callbacks and
-``uploads reconcile`` both come through it, and so will the events sent to the host app. It is
-idempotent per (bucket, key): the same ETag again changes nothing, so OSS duplicates and a
-reconcile run after a callback never make a second record; a new ETag for the same key is a
-newer upload and updates the record.
+``record_upload`` is the single place where "an upload was recorded" happens: every verdict
+comes through it, and so does the event sent to the host app about it (written by the
+caller's ``on_change`` in the same transaction, server.events.outbox). It is idempotent per
+(bucket, key): the same ETag again changes nothing, so OSS duplicates and a reconcile run
+after a callback never make a second record (nor a second event); a new ETag for the same key
+is a newer upload and updates the record.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeGuard
 
 from sqlalchemy import (
+    Connection,
     Engine,
     Row,
     bindparam,
@@ -30,6 +33,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from server.uploads.migrations import prepare_for_app
@@ -91,6 +95,23 @@ class RecordOutcome:
     record: UploadRecord
     created: bool  # a new (bucket, key)
     changed: bool  # new or updated; False for a duplicate
+    #: The record this write replaced (None for a new key, and for a duplicate: nothing was
+    #: replaced). Exactly the row that was there: the write is conditional on it.
+    previous: UploadRecord | None = None
+
+
+#: Called by ``record_upload`` inside the transaction of a write, after the row is written and
+#: before it commits: what it writes commits with the record, and if it raises, neither does
+#: (what it returns is ignored).
+OnChange = Callable[[Connection, RecordOutcome], object]
+#: How many times ``record_upload`` reads again after another writer changed the row between
+#: its read and its write. The retry runs holding the row (PostgreSQL's ON CONFLICT locks it,
+#: SQLite's write lock is held), so one is enough; the bound only guards against a bug.
+MAX_WRITE_RACES = 3
+
+
+class RecordContended(SQLAlchemyError):
+    """The record kept changing under ``record_upload``; nothing was written (answer 503)."""
 
 
 def _aware(moment: datetime) -> datetime:
@@ -156,8 +177,8 @@ def _upsert_statement(dialect: str):
     """INSERT … ON CONFLICT (bucket, key) DO UPDATE … RETURNING, for ``record_upload``.
 
     The update happens only for a newer upload (another ETag) or when a callback confirms a
-    record reconcile found first, so duplicates and late reconciles change nothing; then no
-    row comes back.
+    record reconcile found first, so duplicates and late reconciles change nothing, and only
+    while the row is the one the caller saw (``seen_*``); otherwise no row comes back.
     """
     statement: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
@@ -169,6 +190,13 @@ def _upsert_statement(dialect: str):
     excluded = statement.excluded
     newer = _TABLE.c.etag != excluded.etag
     confirm = (_TABLE.c.etag == excluded.etag) & (excluded.source == SOURCE_CALLBACK)
+    # Compare-and-set: the row must still be the one ``record_upload`` read (NULLs, for "there
+    # was none", never compare equal), so the event it writes describes what was replaced.
+    unchanged = (
+        (_TABLE.c.etag == bindparam("seen_etag"))
+        & (_TABLE.c.source == bindparam("seen_source"))
+        & (_TABLE.c.status == bindparam("seen_status"))
+    )
     updated = (
         "etag",
         "size",
@@ -185,8 +213,18 @@ def _upsert_statement(dialect: str):
     return statement.on_conflict_do_update(
         index_elements=["bucket", "object_key"],
         set_={name: excluded[name] for name in updated},
-        where=newer | (confirm & (_TABLE.c.source != SOURCE_CALLBACK)),
+        where=unchanged & (newer | (confirm & (_TABLE.c.source != SOURCE_CALLBACK))),
     ).returning(*_TABLE.c)
+
+
+def _is_duplicate(existing: Row | None, etag: str, source: str) -> TypeGuard[Row]:
+    """The same object already recorded, by a callback or by another source than a callback:
+    nothing to write (a callback does confirm what reconcile or the sweep found)."""
+    return (
+        existing is not None
+        and existing.etag == etag
+        and (existing.source == SOURCE_CALLBACK or source != SOURCE_CALLBACK)
+    )
 
 
 class UploadRecords:
@@ -223,12 +261,17 @@ class UploadRecords:
         reason: str | None = None,
         message: str | None = None,
         now: datetime | None = None,
+        on_change: OnChange | None = None,
     ) -> RecordOutcome:
         """Record an upload once; see the module docstring for the idempotency rules.
 
         A single INSERT … ON CONFLICT statement, so two instances recording the same upload
         at once still end with one row. A callback confirms a record that reconcile found
         first (``source`` becomes "callback"); reconcile never downgrades a callback record.
+
+        ``on_change`` runs in the write's transaction when this call changed the row (never
+        for a duplicate), with the outcome and the exact record it replaced: the verdict
+        writes its outbox event there, so the record and its event commit together.
         """
         now = now or datetime.now(UTC)
         etag = etag.strip('"').upper()
@@ -236,11 +279,7 @@ class UploadRecords:
         # SQLAlchemy Core, not the ORM: this is the hot path of ``/oss/callback``.
         with self.engine.connect() as connection:
             existing = connection.execute(self._select_one, where).first()
-        if (
-            existing is not None
-            and existing.etag == etag
-            and (existing.source == SOURCE_CALLBACK or source != SOURCE_CALLBACK)
-        ):
+        if _is_duplicate(existing, etag, source):
             # A duplicate (OSS retry, reconcile after the callback): read-only, so it never
             # waits for a write lock.
             return RecordOutcome(_to_record(existing), created=False, changed=False)
@@ -261,17 +300,31 @@ class UploadRecords:
             "updated_at": now,
         }
         with self.engine.begin() as connection:
-            row = connection.execute(self._upsert, values).first()
-            if row is None:
-                # The conflict's WHERE held the update back: another writer recorded this
-                # very upload between our read and our write.
-                row = connection.execute(self._select_one, where).one()
-        record = _to_record(row)
-        # Ours when the row carries our own timestamp (another writer may have won the race).
-        created = existing is None and _aware(record.created_at) == now
-        before = (existing.etag, existing.source) if existing is not None else None
-        changed = before != (record.etag, record.source)
-        return RecordOutcome(record, created=created, changed=changed)
+            for _ in range(MAX_WRITE_RACES):
+                seen = {
+                    "seen_etag": None if existing is None else existing.etag,
+                    "seen_source": None if existing is None else existing.source,
+                    "seen_status": None if existing is None else existing.status,
+                }
+                row = connection.execute(self._upsert, {**values, **seen}).first()
+                if row is not None:
+                    break
+                # Another writer changed the row between our read and our write (or recorded
+                # this very upload). Read it again, now holding it, and decide again.
+                existing = connection.execute(self._select_one, where).first()
+                if _is_duplicate(existing, etag, source):
+                    return RecordOutcome(_to_record(existing), created=False, changed=False)
+            else:
+                raise RecordContended(f"the record of {key} kept changing; nothing was written")
+            outcome = RecordOutcome(
+                _to_record(row),
+                created=existing is None,
+                changed=True,
+                previous=None if existing is None else _to_record(existing),
+            )
+            if on_change is not None:
+                on_change(connection, outcome)
+        return outcome
 
     def get(self, bucket: str, key: str) -> UploadRecord | None:
         with self.engine.connect() as connection:

@@ -11,10 +11,12 @@ destination's rules and records the outcome:
 - **rejected**: a record with ``status="rejected"`` and a ``reason``, and the object deleted
   (or moved under the quarantine prefix), so it never serves as an upload.
 
-Recording comes first and disposal second: if the delete fails, the record already says
-"rejected", and the next piece of evidence for the same object (the sweep lists it again)
-disposes of it again. Judging is idempotent per (bucket, key, ETag): the same object judged
-twice gets the same verdict and changes nothing.
+The record and the event telling the host app about it (server.events.outbox) are written in
+one transaction, and only when the verdict changed the record. Recording comes first and
+disposal second: if the delete fails, the record already says "rejected", and the next piece
+of evidence for the same object (the sweep lists it again) disposes of it again. Judging is
+idempotent per (bucket, key, ETag): the same object judged twice gets the same verdict and
+changes nothing (and emits no second event).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import oss2
 
 from server.bucket.access import ObjectFacts, head
 from server.destinations.destination import Destination
+from server.events.outbox import record_event
 from server.uploads.records import (
     STATUS_ACCEPTED,
     STATUS_REJECTED,
@@ -167,6 +170,7 @@ def judge(
         status=STATUS_ACCEPTED if broken is None else STATUS_REJECTED,
         reason=None if broken is None else broken[0],
         message=None if broken is None else broken[1],
+        on_change=record_event,
     )
     if broken is not None and outcome.record.etag == facts.etag:
         log.info("upload rejected (%s): %s", broken[0], evidence.key)

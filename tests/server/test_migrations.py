@@ -218,7 +218,7 @@ def test_upgrade_from_empty_makes_the_schema_create_all_makes(
 
     assert (result.before, result.after, result.adopted) == (None, HEAD, False)
     migrated, created = _schema(empty_url), _schema(reference)
-    assert set(migrated) == {"uploads", "upload_grants"}
+    assert set(migrated) == {"uploads", "upload_grants", "upload_events"}
     assert migrated == created
     assert migrated["uploads"]["unique"] == [("uq_uploads_bucket_key", ("bucket", "object_key"))]
     assert ("ix_uploads_owner_recent", ("owner", "updated_at", "id"), False) in migrated["uploads"][
