@@ -36,7 +36,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from server import create_app
 from server.bucket import admin_bucket, apply_needed_rule, load_admin_settings
 from server.emulator.runner import Emulator
-from tests.browser.conftest import REPO_ROOT, VENDOR_BUNDLE, _QuietHandler
+from tests.browser.conftest import _QuietHandler
 from tests.browser.upload_page_app import (
     TERMINAL,
     USER,
@@ -46,6 +46,7 @@ from tests.browser.upload_page_app import (
     stored,
 )
 from tests.server.tokens import SECRET, jwt_for
+from tests.support import REPO_ROOT, ali_oss_bundle
 
 pytestmark = pytest.mark.browser
 
@@ -500,7 +501,7 @@ def test_single_file_copy_uploads_with_base_url(
     assert not re.search(r"^\s*import\b|\bfrom\s+['\"]\.", source, re.MULTILINE), "not one file"
     assert re.search(r"^export \{[^}]*\bUploader\b", source, re.MULTILINE)
     shutil.copy(js_package.single_file, site.root / "ossgate-upload.js")
-    shutil.copy(VENDOR_BUNDLE, site.root / "aliyun-oss-sdk.min.js")
+    shutil.copy(ali_oss_bundle(), site.root / "aliyun-oss-sdk.min.js")
     write_page("single-file.html", site.root, ossgate.url)
     path, data = make_file(tmp_path, "from-one-file.txt", 64 * KiB)
 
