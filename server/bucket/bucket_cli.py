@@ -14,8 +14,6 @@ A thin click layer over ``server.bucket.bucket_setup``: every ``BucketAdminError
 
 from __future__ import annotations
 
-import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +38,10 @@ from server.bucket.bucket_setup import plan_bucket as make_plan
 from server.bucket.cors_config import read_cors
 from server.bucket.cors_plan import render_configuration
 from server.bucket.cors_rules import DEFAULT_MAX_AGE
-from server.bucket.errors import BucketAdminError, OriginError
+from server.bucket.errors import OriginError
 from server.bucket.overwrite_config import read_overwrite
 from server.bucket.overwrite_rules import covering_rule, protected_prefix, render, rule_id
+from server.bucket.prompts import confirm_change, one_line_errors
 from server.destinations.destination import Destination
 from server.services import services
 
@@ -139,33 +138,8 @@ def _change_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ``BucketAdminError`` into click's one-line ``Error: …`` and exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except BucketAdminError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
-
-
-def _stdin_is_interactive() -> bool:
-    """Whether a person can answer a prompt (tests replace this)."""
-    return sys.stdin.isatty()
-
-
 def _ask(question: str, yes: bool) -> bool:
-    if yes:
-        return True
-    if not _stdin_is_interactive():
-        raise click.ClickException(
-            "stdin is not a terminal, so there is nobody to confirm: pass --yes "
-            "(see the change first with `ossgate bucket plan`). Nothing was changed."
-        )
-    return click.confirm(question, default=False)
+    return confirm_change(question, yes, "ossgate bucket plan")
 
 
 def _backup_dir(given: Path | None) -> Path:
@@ -221,7 +195,7 @@ def bucket_group() -> None:
 @bucket_group.command("show")
 @_admin_key_options
 @with_appcontext
-@_one_line_errors
+@one_line_errors
 def show_command(access_key_id: str | None, access_key_secret: str | None) -> None:
     """Print the bucket's CORS and overwrite rules and what protects each destination."""
     bucket = _configured(access_key_id, access_key_secret)
@@ -255,7 +229,7 @@ def show_command(access_key_id: str | None, access_key_secret: str | None) -> No
 )
 @with_appcontext
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def plan_command(
     ctx: click.Context,
     access_key_id: str | None,
@@ -277,7 +251,7 @@ def plan_command(
 @_change_options
 @with_appcontext
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def apply_command(
     ctx: click.Context,
     access_key_id: str | None,
@@ -327,7 +301,7 @@ def apply_command(
 @_change_options
 @with_appcontext
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def restore_command(
     ctx: click.Context,
     backups: tuple[Path, ...],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from server.bucket import (
     restore_backup,
 )
 from server.bucket.bucket_cli import BACKUP_FOLDER
+from server.bucket.prompts import confirm_change, one_line_errors
 
 #: ``plan --exit-code``'s exit code when ``apply`` would change the bucket (0: nothing to do).
 PLAN_CHANGES_EXIT_CODE = 2
@@ -164,33 +164,8 @@ def _change_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ``BucketAdminError`` into click's one-line ``Error: …`` and exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except BucketAdminError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
-
-
-def _stdin_is_interactive() -> bool:
-    """Whether a person can answer a prompt (tests replace this)."""
-    return sys.stdin.isatty()
-
-
 def _ask(question: str, yes: bool) -> bool:
-    if yes:
-        return True
-    if not _stdin_is_interactive():
-        raise click.ClickException(
-            "stdin is not a terminal, so there is nobody to confirm: pass --yes "
-            "(see the change first with `ossgate cors plan`). Nothing was changed."
-        )
-    return click.confirm(question, default=False)
+    return confirm_change(question, yes, "ossgate cors plan")
 
 
 def _desired_origins(
@@ -288,7 +263,7 @@ def _table(cors: BucketCors) -> list[str]:
 @cors_group.command("show")
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@_one_line_errors
+@one_line_errors
 def show_command(target: _Target, as_json: bool) -> None:
     """Print the bucket's current CORS rules (first match wins)."""
     settings = target.settings(read_environment())
@@ -330,7 +305,7 @@ def show_command(target: _Target, as_json: bool) -> None:
     help=f"Exit {PLAN_CHANGES_EXIT_CODE} when apply would change the rules (for CI).",
 )
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def plan_command(
     ctx: click.Context,
     target: _Target,
@@ -353,7 +328,7 @@ def plan_command(
 @_origin_options
 @_change_options
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def apply_command(
     ctx: click.Context,
     target: _Target,
@@ -406,7 +381,7 @@ def apply_command(
 @_target_options
 @_change_options
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def restore_command(
     ctx: click.Context, backup: Path, target: _Target, backup_dir: Path | None, yes: bool
 ) -> None:
@@ -489,7 +464,7 @@ def _origins_to_check(given: Sequence[str], env: dict[str, str]) -> tuple[str, .
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
 @_target_options
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def check_command(
     ctx: click.Context, origins: tuple[str, ...], key: str, timeout: float, target: _Target
 ) -> None:

@@ -32,8 +32,8 @@ from server.bucket import (
     OssAccessError,
     OssUnreachableError,
     load_admin_settings,
+    prompts,
 )
-from server.bucket import bucket_cli as bucket_cli_module
 from server.bucket.admin_settings import AdminSettings
 from server.bucket.bucket_cli import bucket_group
 from server.bucket.bucket_setup import (
@@ -396,7 +396,7 @@ def test_apply_asks_and_respects_no(
     app: Flask, emu: Emulator, backups: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert_one_line_error(run(app, "apply"), "stdin is not a terminal", "--yes")
-    monkeypatch.setattr(bucket_cli_module, "_stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: True)
     declined = run(app, "apply", input="n\n")
     assert declined.exit_code == 1 and "Not applied" in declined.stdout
     assert overwrite_rules(emu) is None and backups_in(backups) == []

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from server import create_app
-from server.bucket import cors_cli, read_cors
+from server.bucket import cors_cli, prompts, read_cors
 from server.bucket.cors_cli import cors_group
 from server.bucket.cors_rules import MAX_RULES, needed_rule
 from server.emulator.runner import Emulator
@@ -171,7 +171,7 @@ def test_apply_asks_and_respects_no(
     fresh_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emu = fresh_emulator
-    monkeypatch.setattr(cors_cli, "_stdin_is_interactive", lambda: True)
+    monkeypatch.setattr(prompts, "stdin_is_interactive", lambda: True)
     put_rules(emu, unrelated_rules())
     before = raw_cors(emu)
 
