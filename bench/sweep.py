@@ -155,18 +155,18 @@ def run(options: Options) -> list[Row]:
     small, large = (statistics.median(times[s]) for s in sizes)
     ratio = large / small
     notes = (
-        f"median sweep pass: {small * 1000:.0f} ms over {sizes[0]} objects, "
-        f"{large * 1000:.0f} ms over {sizes[1]} ({ACTIVE_USERS} active users, "
-        f"{ACTIVE_USERS} new uploads judged per pass, {rounds} rounds)",
+        f"rps column = objects judged per second in a pass; median pass {small * 1000:.0f} ms "
+        f"over {sizes[0]} objects, {large * 1000:.0f} ms over {sizes[1]} ({ACTIVE_USERS} "
+        f"active users, {ACTIVE_USERS} new uploads judged per pass, {rounds} rounds)",
     )
     return [
-        Row(f"sweep.{sizes[0]}_objects", 1 / small, notes=notes),
+        Row(f"sweep.{sizes[0]}_objects", ACTIVE_USERS / small, notes=notes),
         Row(
             f"sweep.{sizes[1]}_objects",
-            1 / large,
+            ACTIVE_USERS / large,
             baseline=f"sweep.{sizes[0]}_objects",
             ratio=ratio,
-            ratio_label="(time)",
+            ratio_label="time",
             target=f"<= {TARGET}",
             passed=ratio <= TARGET,
         ),
