@@ -106,12 +106,14 @@ class ApiLog:
         return [body for method, url, body in self.calls if url == path and method == "POST"]
 
 
-def staff_page(page: Page, app: RunningApp) -> tuple[UploadPage, ApiLog]:
+def staff_page(
+    page: Page, app: RunningApp, screenshots: Path | None = None
+) -> tuple[UploadPage, ApiLog]:
     """The page signed in by a host application with a staff token (sessionStorage)."""
     log = ApiLog(app).attach(page)
     token = jwt_for(USER, role="staff")
     page.add_init_script(f"sessionStorage.setItem('ossgate.token', {json.dumps(token)})")
-    upload_page = UploadPage(page, app).open()
+    upload_page = UploadPage(page, app, screenshots=screenshots).open()
     page.wait_for_selector("body[data-ready=true]")
     return upload_page, log
 
@@ -166,9 +168,9 @@ def test_a_user_with_one_destination_sees_no_choice_and_uploads_an_avatar(
 
 
 def test_staff_choose_docs_from_the_keyboard_and_upload_a_pdf_there(
-    browser_page: Page, dest_app: RunningApp, tmp_path: Path
+    browser_page: Page, dest_app: RunningApp, tmp_path: Path, screenshot_dir: Path
 ) -> None:
-    upload_page, log = staff_page(browser_page, dest_app)
+    upload_page, log = staff_page(browser_page, dest_app, screenshot_dir)
     page = upload_page.page
 
     choice = page.locator("#destination-choice")

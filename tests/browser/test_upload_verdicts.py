@@ -117,10 +117,15 @@ def listed_keys(page: Page) -> list[str]:
 
 @pytest.mark.parametrize(("mode", "options"), [("put", {}), ("multipart", MULTIPART)])
 def test_an_upload_over_the_limit_is_rejected_removed_and_not_listed(
-    browser_page: Page, limited_app: RunningApp, tmp_path: Path, mode: str, options: dict
+    browser_page: Page,
+    limited_app: RunningApp,
+    tmp_path: Path,
+    screenshot_dir: Path,
+    mode: str,
+    options: dict,
 ) -> None:
     emu = limited_app.emulator
-    upload_page = UploadPage(browser_page, limited_app)
+    upload_page = UploadPage(browser_page, limited_app, screenshots=screenshot_dir)
     tamper_limits(browser_page)
     statuses = oss_statuses(upload_page)
     confirmed = confirms(browser_page)
@@ -340,12 +345,12 @@ def test_a_failed_upload_is_not_confirmed(
 
 
 def test_when_the_confirm_fails_the_upload_stays_unconfirmed(
-    browser_page: Page, deaf_app: RunningApp, tmp_path: Path
+    browser_page: Page, deaf_app: RunningApp, tmp_path: Path, screenshot_dir: Path
 ) -> None:
     """503 and no answer are asked again twice, then the upload stays ``unconfirmed`` (the
     sweep judges it); a 403 is not asked again; a 404 (no such object) is a failure."""
     emu = deaf_app.emulator
-    upload_page = UploadPage(browser_page, deaf_app)
+    upload_page = UploadPage(browser_page, deaf_app, screenshots=screenshot_dir)
     confirmed = confirms(browser_page)
     by_key_name: dict[str, str] = {}
 
