@@ -9,7 +9,7 @@ Both go to the same emulator (a subprocess, as a developer runs it), over loopba
 - ``page_upload.page``: a person's path: the file chosen in the page (``#file-input``), which
   uploads it with the page's default options (multipart, parallel parts, checkpoint after each
   part, callback to the app on Complete), timed in the page from the input's change event
-  until its row says ``done``. Target (DESIGN.md §7): at most 1.5x the baseline's time.
+  until its row says ``done``. Target: at most 1.5x the baseline's time.
 - ``page_upload.page_single_put``: the same page with multipart off: one PUT of the file with
   the callback, i.e. the browser's and the page's own overhead.
 

@@ -4,7 +4,7 @@ Three measurements in one run, same gunicorn settings, same wrk load:
 
 - ``token.baseline``: ``bench.apps.create_bare_app()`` replaying a recorded real answer.
 - ``token.warm``: the real app, one user, credentials already cached: JWT check, rate limit,
-  policy and callback building, cache hit. Target (DESIGN.md §7): at least 80 % of baseline.
+  policy and callback building, cache hit. Target: at least 80 % of baseline.
 - ``token.uncached``: the real app, a different user on every request, so every request
   makes an AssumeRole to the emulator's STS, which answers after 30 ms.
 

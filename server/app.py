@@ -55,7 +55,7 @@ def _page_folder(name: str) -> Path:
 
     A wheel carries them inside the package (``server/templates``, ``server/static``: see
     setup.cfg's package_dir); a checkout or an editable install has them only at the
-    repository's top level (DESIGN.md §1), next to ``server/``.
+    repository's top level (docs/architecture.md), next to ``server/``.
     """
     packaged = files("server").joinpath(name)
     if isinstance(packaged, Path) and packaged.is_dir():

@@ -37,7 +37,7 @@ MIN_JWT_SECRET_BYTES = 32
 #: guards the server's CPU, not STS; an honest page asks a few times an hour.
 DEFAULT_RATE_LIMIT = "600 per minute"
 #: Default callback body: JSON with the OSS system variables and the owner's custom var.
-#: OSS substitutes each ``${…}`` as a JSON string (DESIGN.md §5, OSS "Callback" reference).
+#: OSS substitutes each ``${…}`` as a JSON string (OSS "Callback" reference).
 DEFAULT_CALLBACK_BODY = (
     '{"bucket":${bucket},"object":${object},"etag":${etag},"size":${size},'
     '"mimeType":${mimeType},"imageInfo.height":${imageInfo.height},'

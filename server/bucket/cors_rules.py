@@ -16,8 +16,8 @@ from oss2.xml_utils import to_put_bucket_cors
 from server.bucket.errors import BucketAdminError, OriginError
 from server.origins import InvalidOrigin, unique_origins
 
-#: What the browser SDK needs (DESIGN.md §5 "CORS"): PUT/POST upload, GET/HEAD read back,
-#: DELETE aborts a multipart upload.
+#: What the browser SDK needs (OSS "PutBucketCors"; the requests ali-oss makes): PUT/POST
+#: upload, GET/HEAD read back, DELETE aborts a multipart upload.
 NEEDED_METHODS = ("GET", "PUT", "POST", "DELETE", "HEAD")
 #: ali-oss sends ``authorization``, ``content-type``, ``content-md5`` and many ``x-oss-*``.
 NEEDED_ALLOWED_HEADERS = ("*",)

@@ -4,7 +4,7 @@ The ``x-oss-pub-key-url`` header of a callback is attacker-controlled: anyone ca
 callback endpoint with a header naming a key they made. So a URL is used only when it is
 
 - one of OSS's official key URLs, ``http(s)://gosspublic.alicdn.com/callback_pub_key_v1.pem``
-  (DESIGN.md §2, §5), answered from a pinned copy, or
+  (docs/security.md), answered from a pinned copy, or
 - exactly one of the configured trusted URLs (``OSSGATE_CALLBACK_TRUSTED_KEY_URLS``, e.g.
   the emulator's),
 

@@ -1,7 +1,7 @@
 """Verifying OSS upload callbacks, usable from any Flask or Werkzeug app.
 
 OSS POSTs the rendered ``callbackBody`` to the callback URL with two headers (OSS API
-reference "Callback", step "verify the signature"; DESIGN.md §5):
+reference "Callback", step "verify the signature"):
 
 - ``authorization``: base64 of an RSA PKCS#1 v1.5 signature with MD5;
 - ``x-oss-pub-key-url``: base64 of the URL of the PEM public key to check it with.

@@ -136,7 +136,7 @@ class Emulator:
         return self.oss_endpoint + PUBLIC_KEY_PATH
 
     def settings(self) -> dict[str, str]:
-        """The variables a server needs to use this emulator (DESIGN.md §6)."""
+        """The variables a server needs to use this emulator."""
         return {
             "ALIBABA_CLOUD_ACCESS_KEY_ID": self.config.access_key_id,
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": self.config.access_key_secret,

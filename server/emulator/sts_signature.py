@@ -1,6 +1,6 @@
 """RPC request signatures (HMAC-SHA1, SignatureVersion 1.0), as the STS endpoint checks them.
 
-Written from the published algorithm (Alibaba Cloud RPC "签名机制" / DESIGN.md §5), not from an
+Written from the published algorithm (Alibaba Cloud RPC "签名机制"), not from an
 SDK: percent-encode keys and values per RFC 3986 (UTF-8, ``%20`` for space, ``%2A`` for ``*``,
 ``~`` kept), sort, join as ``k=v`` with ``&``, then
 ``StringToSign = METHOD + "&" + encode("/") + "&" + encode(canonical query)``;

@@ -6,7 +6,7 @@ range, the content type and the callback itself, and OSS refuses any form that d
 signed with the user's cached STS credentials (the same grant ``/api/sts-token`` hands out), so
 no long-term OSS key and no extra AssumeRole is involved.
 
-Protocol facts (DESIGN.md §5 "PostObject"; OSS "POST V4 signature" and "PostObject"; ali-oss
+Protocol facts (OSS "POST V4 signature" and "PostObject"; ali-oss
 ``signPostObjectPolicyV4``): the ``policy`` field is base64 of the JSON document; the V4
 ``x-oss-signature`` is hex HMAC-SHA256 of that base64 text with the signing key derived from
 ``"aliyun_v4" + secret`` over the date, the region without ``oss-``, ``oss`` and

@@ -38,7 +38,7 @@ from tests.support import (
 
 pytestmark = pytest.mark.browser
 
-#: The methods, headers and exposed headers the browser SDK needs (DESIGN.md §5 "CORS").
+#: The methods, headers and exposed headers the browser SDK needs (the requests ali-oss makes).
 CORS_METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD"]
 CORS_EXPOSE = ["ETag", "x-oss-request-id", "x-oss-version-id"]
 #: The callback body of the issue: every OSS system variable the server relies on plus one
@@ -68,7 +68,7 @@ def allow_origin(emu: Emulator, origin: str) -> None:
 
 
 def client_config(emu: Emulator, creds: StsCredentials, style: str = "virtual") -> dict:
-    """``new OSS(...)`` options for one addressing style (DESIGN.md §5 "ali-oss in the browser").
+    """``new OSS(...)`` options for one addressing style.
 
     virtual: ``http://localhost:PORT`` -> ``examplebucket.localhost:PORT`` (Chromium resolves
     ``*.localhost`` to loopback itself); cname: an IP endpoint with ``cname: true`` sends

@@ -1,4 +1,4 @@
-"""No token subject can widen what its credentials reach (DESIGN.md §2)."""
+"""No token subject can widen what its credentials reach (docs/security.md)."""
 
 from __future__ import annotations
 
