@@ -41,15 +41,17 @@ from server.bucket.cors_rules import DEFAULT_MAX_AGE
 from server.bucket.errors import OriginError
 from server.bucket.overwrite_config import read_overwrite
 from server.bucket.overwrite_rules import covering_rule, protected_prefix, render, rule_id
-from server.bucket.prompts import confirm_change, one_line_errors
+from server.bucket.prompts import (
+    BACKUP_FOLDER,
+    change_options,
+    confirm_change,
+    one_line_errors,
+)
 from server.destinations.destination import Destination
 from server.services import services
 
 #: ``plan --exit-code``'s exit code when ``apply`` would change the bucket (0: nothing to do).
 PLAN_CHANGES_EXIT_CODE = 2
-#: Where backups go unless ``--backup-dir`` says otherwise: the app's instance folder, which
-#: already holds its state (the SQLite records) and is kept out of version control.
-BACKUP_FOLDER = "bucket-backups"
 
 
 @dataclass(frozen=True)
@@ -117,21 +119,6 @@ def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="The CORS rule's MaxAgeSeconds.",
         ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _change_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--backup-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Where the previous configurations are saved before anything is written "
-            f"[default: INSTANCE-FOLDER/{BACKUP_FOLDER}].",
-        ),
-        click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -248,7 +235,7 @@ def plan_command(
 @bucket_group.command("apply")
 @_admin_key_options
 @_plan_options
-@_change_options
+@change_options("configurations are")
 @with_appcontext
 @click.pass_context
 @one_line_errors
@@ -298,7 +285,7 @@ def apply_command(
 @bucket_group.command("restore")
 @click.argument("backups", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @_admin_key_options
-@_change_options
+@change_options("configurations are")
 @with_appcontext
 @click.pass_context
 @one_line_errors

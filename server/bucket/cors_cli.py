@@ -43,8 +43,12 @@ from server.bucket import (
     render_diff,
     restore_backup,
 )
-from server.bucket.bucket_cli import BACKUP_FOLDER
-from server.bucket.prompts import confirm_change, one_line_errors
+from server.bucket.prompts import (
+    BACKUP_FOLDER,
+    change_options,
+    confirm_change,
+    one_line_errors,
+)
 
 #: ``plan --exit-code``'s exit code when ``apply`` would change the bucket (0: nothing to do).
 PLAN_CHANGES_EXIT_CODE = 2
@@ -143,21 +147,6 @@ def _origin_options(command: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="MaxAgeSeconds: how long browsers may cache a preflight.",
         ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _change_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--backup-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Where the previous configuration is saved before anything is written "
-            f"[default: INSTANCE-FOLDER/{BACKUP_FOLDER}].",
-        ),
-        click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -326,7 +315,7 @@ def plan_command(
 @cors_group.command("apply")
 @_target_options
 @_origin_options
-@_change_options
+@change_options("configuration is")
 @click.pass_context
 @one_line_errors
 def apply_command(
@@ -379,7 +368,7 @@ def apply_command(
 @cors_group.command("restore")
 @click.argument("backup", type=click.Path(dir_okay=False, path_type=Path))
 @_target_options
-@_change_options
+@change_options("configuration is")
 @click.pass_context
 @one_line_errors
 def restore_command(

@@ -9,11 +9,33 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from server.bucket.errors import BucketAdminError
+
+#: Where backups go unless ``--backup-dir`` says otherwise, under the app's instance folder,
+#: which already holds its state (the SQLite records) and is kept out of version control.
+BACKUP_FOLDER = "bucket-backups"
+
+
+def change_options(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--backup-dir`` and ``--yes``, for a command that changes ``what`` (its help text)."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")(
+            command
+        )
+        return click.option(
+            "--backup-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help=f"Where the previous {what} saved before anything is written "
+            f"[default: INSTANCE-FOLDER/{BACKUP_FOLDER}].",
+        )(command)
+
+    return decorate
 
 
 def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -30,6 +30,7 @@ from server.bucket.access import ObjectFacts, head
 from server.destinations.destination import Destination
 from server.events.outbox import record_event
 from server.uploads.records import (
+    SOURCE_CALLBACK,
     STATUS_ACCEPTED,
     STATUS_REJECTED,
     UploadRecord,
@@ -154,7 +155,7 @@ def judge(
             # Judged before, but the object is still there: the disposal failed then.
             _dispose(bucket, evidence.key, disposal)
             return Verdict(previous, changed=False)
-        if previous.source == evidence.source or evidence.source != "callback":
+        if previous.source == evidence.source or evidence.source != SOURCE_CALLBACK:
             return Verdict(previous, changed=False)
     broken = broken_rule(destination, facts, previous)
     outcome = records.record_upload(
