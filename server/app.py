@@ -36,6 +36,7 @@ from server.destinations import api as destinations_api
 from server.destinations.catalog import Destinations, load_destinations
 from server.errors import bound_json_depth, refuse_oversize_requests, register_error_handlers
 from server.events.outbox import Outbox
+from server.metrics import api as metrics_api
 from server.origins import flask_cors_origin
 from server.post_policy import api as post_policy_api
 from server.services import EXTENSION_KEY, Services
@@ -160,6 +161,7 @@ def create_app(
     app.register_blueprint(destinations_api.bp)
     app.register_blueprint(callback_api.bp)
     app.register_blueprint(openapi.bp)
+    metrics_api.init_app(app, settings)
     if settings.dev_users:
         app.register_blueprint(dev_login.bp)
     return app

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ MIN_JWT_SECRET_BYTES = 32
 #: Token and form-policy requests per user. Each is a cache hit after the first, so this
 #: guards the server's CPU, not STS; an honest page asks a few times an hour.
 DEFAULT_RATE_LIMIT = "600 per minute"
+#: Who may scrape ``/metrics`` unless OSSGATE_METRICS_ALLOW says otherwise: this host only.
+DEFAULT_METRICS_ALLOW = ("127.0.0.0/8", "::1/128")
 #: Default callback body: JSON with the OSS system variables and the owner's custom var.
 #: OSS substitutes each ``${…}`` as a JSON string (OSS "Callback" reference).
 DEFAULT_CALLBACK_BODY = (
@@ -124,6 +127,9 @@ class Settings:
     webhook_max_attempts: int = 15
     webhook_timeout_seconds: float = 10.0
     events_retention_days: int = 30
+    metrics_enabled: bool = True
+    #: Networks whose addresses may scrape ``/metrics`` (``ipaddress`` network strings).
+    metrics_allow: tuple[str, ...] = DEFAULT_METRICS_ALLOW
 
     @property
     def jwt_secret_too_short(self) -> bool:
@@ -392,6 +398,19 @@ def _jwt(reader: _Reader) -> tuple[str | None, str | None, tuple[str, ...]]:
     return secret, jwks_url, algorithms
 
 
+def _networks(reader: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated IP networks (``10.0.0.0/8``, ``::1``), each checked, as written."""
+    networks = reader.items(name) or default
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{name}: {network!r} is not an IP address or network (like 10.0.0.0/8)"
+            ) from None
+    return networks
+
+
 def _choice(
     reader: _Reader, name: str, choices: tuple[str, ...], default: str, *, upper: bool = False
 ) -> str:
@@ -598,4 +617,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         webhook_max_attempts=r.integer("OSSGATE_WEBHOOK_MAX_ATTEMPTS", 15, 1, 100),
         webhook_timeout_seconds=r.number("OSSGATE_WEBHOOK_TIMEOUT_SECONDS", 10.0, 0.1, 60),
         events_retention_days=r.integer("OSSGATE_EVENTS_RETENTION_DAYS", 30, 1, 3650),
+        metrics_enabled=r.boolean("OSSGATE_METRICS_ENABLED", True),
+        metrics_allow=_networks(r, "OSSGATE_METRICS_ALLOW", DEFAULT_METRICS_ALLOW),
     )

@@ -25,6 +25,7 @@ from server.callbacks.verify import CallbackError, verify_callback_request
 from server.destinations.catalog import UnknownDestination
 from server.destinations.destination import Destination
 from server.errors import APIError
+from server.metrics import registry as metrics
 from server.services import services
 from server.uploads.answer import judge_for_answer
 from server.uploads.records import SOURCE_CALLBACK
@@ -32,6 +33,7 @@ from server.uploads.verdicts import Evidence
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oss_callback", __name__)
+bp.after_request(metrics.count_callback_response)
 
 #: Callback bodies are small (the template plus substituted values); cap what we read.
 MAX_CALLBACK_BODY_BYTES = 64 * 1024

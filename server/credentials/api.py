@@ -18,9 +18,11 @@ from server.credentials.grants import UploadGrant
 from server.credentials.issue import issue_grant
 from server.destinations.choice import choose_destination
 from server.errors import APIError
+from server.metrics import registry as metrics
 from server.services import services
 
 bp = Blueprint("tokens", __name__, url_prefix="/api")
+bp.after_request(metrics.count_token_response)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.credentials.sts_client import StsClient, StsCredentials, StsUnavailable
+from server.metrics import registry as metrics
 
 #: How long a stale entry must still live to be served during an outage: enough for the
 #: browser to sign and send a request with it.
@@ -107,6 +108,7 @@ class CredentialCache:
             if entry is not None and self._clock() < self._refresh_at(entry):
                 self._entries.move_to_end(cache_key)
                 self._stats["hits"] += 1
+                metrics.CACHE_HIT.inc()
                 return CacheResult(entry, cached=True, stale=False)
             self._stats["misses"] += 1
             flight = self._flights.get(cache_key)
@@ -114,8 +116,10 @@ class CredentialCache:
             if flight is None:
                 flight = self._flights[cache_key] = _Flight()
                 self._stats["assume_role_calls"] += 1
+                metrics.CACHE_MISS.inc()
             else:
                 self._stats["coalesced"] += 1
+                metrics.CACHE_COALESCED.inc()
 
         if leader:
             self._fly(flight, cache_key, session_name, policy, on_issued)
@@ -183,6 +187,7 @@ class CredentialCache:
             if self._clock() < entry.expiration.timestamp() - self._floor:
                 self._entries.move_to_end(cache_key)
                 self._stats["stale_served"] += 1
+                metrics.CACHE_STALE_SERVED.inc()
                 return entry
             # Too close to expiry to be of use, and a failed refresh won't revive it.
             del self._entries[cache_key]

@@ -32,6 +32,7 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdksts.request.v20150401.AssumeRoleRequest import AssumeRoleRequest
 
 from server.config import ConfigError, Settings
+from server.metrics import registry as metrics
 
 log = logging.getLogger(__name__)
 
@@ -222,13 +223,14 @@ class AliyunStsClient:
         request.set_RoleSessionName(session_name)
         request.set_DurationSeconds(duration_seconds)
         request.set_Policy(policy)
-        try:
-            body = self._client.do_action_with_exception(request)
-        except ServerException as exc:
-            raise self._server_error(exc, session_name) from None
-        except ClientException as exc:
-            raise self._client_error(exc, session_name) from None
-        return self._credentials(body, session_name)
+        with metrics.timed_assume_role():
+            try:
+                body = self._client.do_action_with_exception(request)
+            except ServerException as exc:
+                raise self._server_error(exc, session_name) from None
+            except ClientException as exc:
+                raise self._client_error(exc, session_name) from None
+            return self._credentials(body, session_name)
 
     def _server_error(self, exc: ServerException, session_name: str) -> StsError:
         code = str(exc.get_error_code() or "Unknown")

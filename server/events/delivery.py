@@ -32,6 +32,7 @@ from standardwebhooks import Webhook
 from server.config import Settings
 from server.destinations.destination import Destination
 from server.events.outbox import AttemptResult, Event, Outbox
+from server.metrics import registry as metrics
 
 log = logging.getLogger(__name__)
 
@@ -302,11 +303,14 @@ class Dispatcher:
         )
         if not recorded:
             log.warning("event %s: its claim ran out during delivery; not recorded", event.event_id)
+            metrics.WEBHOOK_DELIVERIES.labels("unrecorded").inc()
             return
         if result.delivered:
             report.delivered += 1
+            metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
         elif retry_at is None:
             report.failed += 1
+            metrics.WEBHOOK_DELIVERIES.labels("failed").inc()
             log.warning(
                 "event %s (%s) failed after %d attempts to %s: %s; `ossgate events replay %s` "
                 "sends it again",
@@ -315,6 +319,7 @@ class Dispatcher:
             )  # fmt: skip
         else:
             report.retrying += 1
+            metrics.WEBHOOK_DELIVERIES.labels("retrying").inc()
             log.info(
                 "event %s attempt %d to %s: %s; retrying at %s",
                 event.event_id, attempts, shown_url(url), result.error,

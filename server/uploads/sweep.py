@@ -12,6 +12,7 @@ unreachable) stays due and is tried again next time; nothing is lost.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from server.credentials.sts_client import StsError
 from server.destinations.destination import Destination
+from server.metrics import registry as metrics
 from server.uploads.grant_log import GrantLog
 from server.uploads.reconcile import ReconcileReport, judge_prefix
 from server.uploads.records import SOURCE_SWEEP, UploadRecords
@@ -56,11 +58,13 @@ def sweep(
     """One pass over the prefixes that are due; see the module docstring."""
     report = SweepReport()
     with grant_log.claim_due(interval_seconds=interval_seconds, now=now) as (due, swept):
+        metrics.SWEEP_DUE.set(len(due))
         for item in due:
             destination = destinations.get(item.destination)
             if destination is None or destination.bucket != item.bucket:
                 # A destination removed from the configuration: `uploads reconcile` covers it.
                 log.warning("sweep: no destination %r for %s", item.destination, item.prefix)
+                metrics.SWEEP_PREFIXES.labels("orphaned").inc()
                 swept.append(item)
                 continue
             try:
@@ -75,8 +79,11 @@ def sweep(
                 )
             except (StsError, oss2.exceptions.OssError, OSError, SQLAlchemyError) as exc:
                 report.failed += 1
+                metrics.SWEEP_PREFIXES.labels("failed").inc()
                 log.warning("sweep of %s failed (%s); it stays due", item.prefix, exc)
                 continue
             report.prefixes += 1
+            metrics.SWEEP_PREFIXES.labels("swept").inc()
             swept.append(item)
+    metrics.SWEEP_LAST_PASS.set(time.time())
     return report

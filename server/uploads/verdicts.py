@@ -29,6 +29,7 @@ import oss2
 from server.bucket.access import ObjectFacts, head
 from server.destinations.destination import Destination
 from server.events.outbox import record_event
+from server.metrics import registry as metrics
 from server.uploads.records import (
     SOURCE_CALLBACK,
     STATUS_ACCEPTED,
@@ -173,6 +174,8 @@ def judge(
         message=None if broken is None else broken[1],
         on_change=record_event,
     )
+    if outcome.changed:
+        metrics.count_verdict(outcome.record.status, outcome.record.reason, evidence.source)
     if broken is not None and outcome.record.etag == facts.etag:
         log.info("upload rejected (%s): %s", broken[0], evidence.key)
         _dispose(bucket, evidence.key, disposal)

@@ -484,6 +484,18 @@ _PATHS: dict = {
             "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
         }
     },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (internal: for the operator's scraper)",
+            "description": "Internal, not part of the API: answers only the addresses in "
+            "OSSGATE_METRICS_ALLOW (this host by default) and 404 to others; absent with "
+            "OSSGATE_METRICS_ENABLED=false. See docs/metrics.md.",
+            "responses": {
+                "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
+                "404": {"description": "Not allowed to scrape, or metrics are off"},
+            },
+        }
+    },
 }
 
 _DEV_LOGIN = {
