@@ -72,7 +72,10 @@ def _environment() -> dict[str, str]:
 
 
 def create_app(
-    test_config: Mapping[str, Any] | None = None, *, sts_client: StsClient | None = None
+    test_config: Mapping[str, Any] | None = None,
+    *,
+    sts_client: StsClient | None = None,
+    serving: bool = True,
 ) -> Flask:
     """Build the ossgate Flask application.
 
@@ -80,6 +83,10 @@ def create_app(
     ``.env``). ``test_config``, when given, is used *instead* of the environment (its other
     keys, such as ``TESTING``, go to ``app.config``), so tests never depend on the machine's
     variables. Raises ConfigError naming the variable when the configuration is unusable.
+
+    ``serving=False`` builds the parts for commands that answer no HTTP request (the worker,
+    ``uploads reconcile``, ``events``): the JWT settings are not required, and the app gets
+    no routes at all, so it could not vend a credential even if someone served it.
     """
     app = Flask(
         "server",  # the package's name: instance folder and logger as before the split
@@ -88,7 +95,7 @@ def create_app(
         static_folder=str(_page_folder("static")),
     )
     source = dict(test_config) if test_config is not None else _environment()
-    settings = load_settings(source)
+    settings = load_settings(source, serving=serving)
     if test_config is not None:
         app.config.update(
             {k: v for k, v in test_config.items() if not k.startswith(("OSSGATE_", "ALIBABA_"))}
@@ -109,8 +116,9 @@ def create_app(
             "can be guessed offline; use a random secret of 32 bytes or more",
             MIN_JWT_SECRET_BYTES,
         )
-    auth.init_app(app, settings)
-    dev_login.check_dev_login_config(settings)
+    if serving:
+        auth.init_app(app, settings)
+        dev_login.check_dev_login_config(settings)
     destinations = load_destinations(settings)
     _check_callback_fits(destinations)
     sts = sts_client or AliyunStsClient(settings)
@@ -134,6 +142,8 @@ def create_app(
         grant_log=GrantLog(records.engine),
         events=Outbox(records.engine),
     )
+    if not serving:
+        return app
     if settings.cors_origins:
         CORS(
             app,

@@ -370,9 +370,11 @@ def _dev_users(reader: _Reader) -> dict[str, str]:
     return users
 
 
-def _jwt(reader: _Reader) -> tuple[str | None, str | None, tuple[str, ...]]:
+def _jwt(reader: _Reader, serving: bool) -> tuple[str | None, str | None, tuple[str, ...]]:
     secret = reader.text("OSSGATE_JWT_SECRET")
     jwks_url = reader.text("OSSGATE_JWT_JWKS_URL")
+    if not serving and not secret and not jwks_url:
+        return None, None, ()  # nothing will verify a bearer token
     if secret and jwks_url:
         raise ConfigError(
             "OSSGATE_JWT_SECRET and OSSGATE_JWT_JWKS_URL are both set: choose one way to "
@@ -508,8 +510,13 @@ def _sdk_source(reader: _Reader) -> dict[str, str | None]:
     return {"oss_sdk_url": url, "oss_sdk_sri": sri}
 
 
-def load_settings(env: Mapping[str, str]) -> Settings:
-    """Validate ``env`` (the process environment, or a test's mapping) into Settings."""
+def load_settings(env: Mapping[str, str], *, serving: bool = True) -> Settings:
+    """Validate ``env`` (the process environment, or a test's mapping) into Settings.
+
+    ``serving=False`` is for commands that answer no HTTP request (``ossgate worker``,
+    ``uploads reconcile``, ``events``): they verify no bearer token, so the JWT settings are
+    not required of them (when given, they are still checked). Serving requires them.
+    """
     r = _Reader(env)
     role_arn = r.required("OSSGATE_STS_ROLE_ARN", "the RAM role whose rights uploads get")
     if not re.fullmatch(r"acs:ram::\d+:role/[A-Za-z0-9._-]+", role_arn):
@@ -557,7 +564,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         except ValueError as exc:
             raise ConfigError(f"OSSGATE_CALLBACK_TRUSTED_KEY_URLS: {exc}") from None
     cors_origins = _origins(r)
-    jwt_secret, jwks_url, algorithms = _jwt(r)
+    jwt_secret, jwks_url, algorithms = _jwt(r, serving)
     access_key_id = r.required(
         "ALIBABA_CLOUD_ACCESS_KEY_ID", "the server's own AccessKey, used only to AssumeRole"
     )

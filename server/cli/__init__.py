@@ -33,10 +33,28 @@ class _NoConfiguration(NoAppException):
         click.ClickException.show(self, file)
 
 
+#: Commands that answer no HTTP request, so need no JWT settings (create_app's serving=False).
+#: Every other command (``run``, ``routes``, ``shell``, ``doctor``) gets the serving app.
+NON_SERVING_COMMANDS = frozenset({"uploads", "worker", "events", "db"})
+
+
+def _command_names() -> list[str]:
+    """The names from ``ossgate`` down to the command being run (``["ossgate", "uploads",
+    "reconcile"]``); the app is loaded while that command's context is the current one."""
+    names = []
+    context = click.get_current_context(silent=True)
+    while context is not None:
+        names.append(context.info_name or "")
+        context = context.parent
+    return names[::-1]
+
+
 def _app_for_cli() -> Flask:
     """The app from the environment; a configuration problem is one clear line, no trace."""
+    names = _command_names()
+    serving = not (len(names) > 1 and names[1] in NON_SERVING_COMMANDS)
     try:
-        return create_app()
+        return create_app(serving=serving)
     except ConfigError as exc:
         raise _NoConfiguration(f"configuration: {exc}") from None
 

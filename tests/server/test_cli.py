@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from server import create_app
 from server.cli.demo import demo_command, demo_config
+from server.config import ConfigError
 from server.emulator.runner import Emulator
 from server.uploads.cli import uploads_group
 from tests.server.processes import free_port, stop_process
@@ -259,3 +260,56 @@ def test_reconcile_dry_run_and_verbose(
         "listed 2 objects: 0 newly recorded, 0 updated, 0 rejected, 1 already recorded, "
         "1 outside user prefixes, 0 older than --since"
     ]
+
+
+# -- commands that serve nothing need no JWT settings -----------------------------------------
+
+
+def test_commands_that_serve_nothing_run_without_jwt_settings_and_serving_refuses(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The worker, reconcile and the events commands verify no bearer token, so a worker host
+    needs no OSSGATE_JWT_*; anything that serves HTTP still refuses to start without them."""
+    prefix = f"nojwt-{os.getpid()}"
+    root_bucket(emulator).put_object(f"{prefix}/alice/a.txt", b"a")
+    env = {
+        **_bare_environment(),
+        **emulator.settings(),
+        "OSSGATE_UPLOAD_PREFIX": prefix + "/{user}/",
+        "OSSGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'records.db'}",
+    }
+
+    def ossgate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [OSSGATE, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+
+    dry = ossgate("uploads", "reconcile", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[0] == f"would judge {prefix}/alice/a.txt (no record)"
+    for args in (("worker", "--once"), ("events", "list")):
+        result = ossgate(*args)
+        assert result.returncode == 0, (args, result.stderr)
+
+    missing = "OSSGATE_JWT_SECRET or OSSGATE_JWT_JWKS_URL must be set"
+    for args in (("routes",), ("run", "--port", str(free_port()))):
+        refused = ossgate(*args)
+        assert refused.returncode == 1, (args, refused.stdout)
+        assert missing in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_only_a_non_serving_app_does_without_jwt_and_it_has_no_routes(
+    emulator: Emulator, app_config: AppConfig
+) -> None:
+    config = {k: v for k, v in app_config(emulator).items() if not k.startswith("OSSGATE_JWT")}
+    with pytest.raises(ConfigError, match="OSSGATE_JWT_SECRET or OSSGATE_JWT_JWKS_URL"):
+        create_app(config)
+    app = create_app(config, serving=False)
+    assert app.extensions["ossgate"].records is not None  # the parts commands use are built
+    assert [rule.rule for rule in app.url_map.iter_rules()] == ["/static/<path:filename>"]
+    assert app.test_client().post("/api/sts-token").status_code == 404
+    # Given, the JWT settings are still checked: a mistake is a mistake everywhere.
+    with pytest.raises(ConfigError, match="OSSGATE_JWT_ALGORITHMS"):
+        create_app({**config, "OSSGATE_JWT_SECRET": "s" * 32, "OSSGATE_JWT_ALGORITHMS": "RS256"},
+                   serving=False)  # fmt: skip
