@@ -66,12 +66,23 @@ let destinations = [];
  */
 let chosen = null;
 /**
- * The key prefix of each destination the page has credentials for, to shorten keys.
- * @type {Map<string, string>}
+ * Dates as the browser's own locale writes them (its first preferred language and region,
+ * e.g. de-DE: 02.12.2026, 09:31), which may differ from the page's language (en or zh).
  */
-const prefixes = new Map();
+const dateFormat = new Intl.DateTimeFormat(navigator.languages?.[0] || navigator.language, {
+  dateStyle: 'medium', timeStyle: 'short',
+});
 
 // -- small helpers ----------------------------------------------------------------------------
+
+/**
+ * The name a user gave the file: a key's last segment (keys are
+ * `<prefix><random folder>/<file name>`, the folder only keeping names from colliding).
+ * @param {string} key
+ */
+export function fileName(key) {
+  return key.slice(key.lastIndexOf('/') + 1) || key;
+}
 
 /** @param {number | undefined} bytes */
 export function formatBytes(bytes) {
@@ -436,7 +447,6 @@ function showLimits(limits) {
  * @param {Grant} grant
  */
 function showGrant(grant) {
-  if (grant.destination) prefixes.set(grant.destination, grant.prefix);
   $('#account').hidden = false;
   $('#account-prefix').textContent = t('uploadingAs', { prefix: grant.prefix });
   showLimits(grant.limits);
@@ -549,15 +559,17 @@ async function loadUploads(append = false) {
     const tr = element('tr', {
       'data-record-id': record.id, 'data-key': record.key, 'data-destination': record.destination,
     });
-    const when = record.createdAt ? new Date(record.createdAt) : null;
-    const prefix = [...prefixes.values()].find((p) => record.key.startsWith(p));
+    const when = element('td', { class: 'when-cell' });
+    if (record.createdAt) {
+      when.append(element('time', { datetime: record.createdAt },
+        dateFormat.format(new Date(record.createdAt))));
+    }
     tr.append(
-      element('td', { class: 'file-cell', title: record.key },
-        prefix ? record.key.slice(prefix.length) : record.key),
+      element('td', { class: 'file-cell', title: record.key }, fileName(record.key)),
       element('td', { class: 'destination-cell', hidden: !several }, record.destination || ''),
       element('td', { class: 'num' }, formatBytes(record.size)),
       element('td', {}, record.contentType || ''),
-      element('td', {}, when ? when.toLocaleString(language === 'zh' ? 'zh-CN' : 'en') : ''),
+      when,
       element('td', { class: 'num' }, `#${record.id}`),
     );
     body.append(tr);

@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import oss2
@@ -621,6 +621,38 @@ def test_chinese_browser_on_a_narrow_screen(
         # Nothing sticks out sideways at 360 px.
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         upload_page.screenshot("narrow-zh")
+    finally:
+        context.close()
+
+
+def test_my_uploads_shows_the_file_name_and_dates_in_the_browsers_locale(
+    chromium_browser: Browser, app: RunningApp, tmp_path: Path, screenshot_dir: Path
+) -> None:
+    """A German browser: the page stays English (it has no German), but dates are written the
+    German way, in the browser's time zone; the row names the file, not the key's folder."""
+    context = chromium_browser.new_context(locale="de-DE", timezone_id="Asia/Shanghai")
+    try:
+        page = context.new_page()
+        upload_page = UploadPage(page, app, screenshots=screenshot_dir).open().login()
+        assert page.inner_text("#uploader-heading") == "Upload files"
+        path, _ = make_file(tmp_path, "Bericht März.txt", 3 * KiB)
+        upload_page.choose([path])
+        upload_page.wait_status("Bericht März.txt", "done")
+        row = page.wait_for_selector("#uploads-body tr")
+        assert row is not None
+        (record,) = app.uploads()
+        # uploads/<user>/<random folder>/<file name>: the folder is not the user's business.
+        assert record["key"].count("/") == 3
+        cell = page.locator("#uploads-body tr td.file-cell")
+        assert cell.inner_text() == "Bericht März.txt"
+        assert cell.get_attribute("title") == record["key"]
+
+        created = datetime.fromisoformat(record["createdAt"].replace("Z", "+00:00"))
+        local = created.astimezone(timezone(timedelta(hours=8)))  # Shanghai: no summer time
+        when = page.locator("#uploads-body tr td.when-cell time")
+        assert when.inner_text() == f"{local:%d.%m.%Y}, {local:%H:%M}"  # de-DE, not en
+        assert when.get_attribute("datetime") == record["createdAt"]
+        upload_page.screenshot("my-uploads-de")
     finally:
         context.close()
 
