@@ -30,16 +30,11 @@ READER_SESSION_NAME = "ossgate-server"
 HEAD_TIMEOUT_SECONDS = 3
 
 
-def listing_prefix(destination: Destination) -> str:
-    """The literal part of the prefix template before ``{user}`` (``uploads/``)."""
-    return destination.literal_prefix
-
-
 def server_policy(destinations: Sequence[Destination], quarantine_prefix: str | None = None) -> str:
     """The server's session policy: list, read and delete under every destination's prefix,
     plus writing under ``quarantine_prefix`` when rejected objects are moved there."""
     bucket = destinations[0].bucket
-    prefixes = sorted({listing_prefix(d) for d in destinations})
+    prefixes = sorted({d.literal_prefix for d in destinations})
     statements: list[dict] = [
         {
             "Effect": "Allow",

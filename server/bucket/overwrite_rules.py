@@ -19,7 +19,6 @@ import xml.etree.ElementTree as ET  # noqa: S405 - builds documents, parses none
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from server.bucket.access import listing_prefix
 from server.destinations.destination import Destination
 
 #: PutBucketOverwriteConfig: "A single bucket can have a maximum of 100 overwrite rules."
@@ -75,7 +74,7 @@ def rule_id(destination: Destination) -> str:
 
 def protected_prefix(destination: Destination) -> str:
     """The prefix ossgate's rule names: every user's folder of ``destination`` starts with it."""
-    return listing_prefix(destination)
+    return destination.literal_prefix
 
 
 def needed_rule(destination: Destination) -> OverwriteRule:

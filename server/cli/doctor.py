@@ -30,7 +30,7 @@ from flask.cli import with_appcontext
 
 from server.auth.identity import user_key
 from server.bucket import AdminSettings, BucketAdminError, check_preflights
-from server.bucket.access import listing_prefix, oss_endpoint
+from server.bucket.access import oss_endpoint
 from server.bucket.bucket_setup import configured_destinations
 from server.bucket.oss_v2_admin import admin_v2_bucket
 from server.bucket.overwrite_config import read_overwrite
@@ -110,7 +110,7 @@ def _delete(app: Services) -> list[Finding]:
     """Whether the server's own credentials may delete under the upload prefix: the verdict
     deletes rejected uploads with them. A DeleteObject of a key that does not exist answers
     204 when allowed and 403 when not, and deletes nothing either way."""
-    prefix = listing_prefix(app.destination)
+    prefix = app.destination.literal_prefix
     key = f"{prefix}{DELETE_PROBE}{secrets.token_hex(8)}"
     try:
         app.server_bucket.bucket().delete_object(key)

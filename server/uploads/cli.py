@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import click
 import oss2
 from flask.cli import AppGroup
 
-from server.bucket.access import listing_prefix
 from server.credentials.sts_client import StsError
-from server.destinations.destination import Destination
 from server.services import Services, services
-from server.uploads.reconcile import ReconcileReport, reconcile
+from server.uploads.reconcile import PendingObject, ReconcileReport, pending_objects, reconcile
 from server.uploads.records import (
     SOURCE_RECONCILE,
-    STATUS_ACCEPTED,
     STATUS_REJECTED,
     UploadRecords,
 )
@@ -36,52 +32,24 @@ def _since(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class _Pending:
-    """An object a reconcile would judge, and why it has no verdict yet."""
-
-    key: str
-    why: str
-
-
-def _pending(
-    bucket: oss2.Bucket,
-    destination: Destination,
-    records: UploadRecords,
-    since: datetime | None,
-    report: ReconcileReport,
-) -> Iterator[_Pending]:
-    """The objects ``reconcile`` would judge, found as it finds them (server.uploads.reconcile's
-    ``judge_prefix``), judging none: a listing and one read of the records, nothing else."""
-    prefix = listing_prefix(destination)
-    known = records.verdicts(destination.bucket, prefix)
-    for listed in oss2.ObjectIterator(bucket, prefix=prefix):
-        report.listed += 1
-        if destination.owner_of(listed.key) is None:
-            report.outside_prefixes += 1
-            continue
-        if since is not None and listed.last_modified < since.timestamp():
-            report.older_than_since += 1
-            continue
-        etag = listed.etag.strip('"').upper()
-        record = known.get(listed.key)
-        if record == (etag, STATUS_ACCEPTED):
-            report.already_recorded += 1
-        elif record is None:
-            yield _Pending(listed.key, "no record")
-        elif record[1] == STATUS_REJECTED:
-            yield _Pending(listed.key, "rejected before, and the object is still there")
-        else:
-            yield _Pending(listed.key, "recorded for another ETag: the object was replaced")
+def _why(pending: PendingObject) -> str:
+    """Why a dry run would judge this object."""
+    if pending.record is None:
+        return "no record"
+    if pending.record[1] == STATUS_REJECTED:
+        return "rejected before, and the object is still there"
+    return "recorded for another ETag: the object was replaced"
 
 
 def _dry_run(app_services: Services, bucket: oss2.Bucket, since: datetime | None) -> None:
     report = ReconcileReport()
     would = 0
     for destination in app_services.destinations:
-        for pending in _pending(bucket, destination, app_services.records, since, report):
+        prefix = destination.literal_prefix
+        records = app_services.records
+        for pending in pending_objects(bucket, destination, records, prefix, since, report):
             would += 1
-            click.echo(f"would judge {pending.key} ({pending.why})")
+            click.echo(f"would judge {pending.key} ({_why(pending)})")
     click.echo(
         f"dry run: listed {report.listed} objects: {would} would be judged, "
         f"{report.already_recorded} already recorded, {report.outside_prefixes} outside user "
@@ -135,7 +103,7 @@ def reconcile_command(since: str | None, dry_run: bool, verbose: bool) -> None:
             return
         report = ReconcileReport()
         for destination in app_services.destinations:
-            prefix = listing_prefix(destination)
+            prefix = destination.literal_prefix
             before = app_services.records.verdicts(destination.bucket, prefix) if verbose else {}
             reconcile(
                 bucket,

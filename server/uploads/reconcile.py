@@ -15,12 +15,12 @@ It lists with the server's own credentials (server.bucket.access): the role must
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 import oss2
 
-from server.bucket.access import listing_prefix
 from server.destinations.destination import Destination
 from server.uploads.records import SOURCE_RECONCILE, STATUS_ACCEPTED, UploadRecords
 from server.uploads.verdicts import DELETE, Disposal, Evidence, ObjectGone, judge
@@ -45,6 +45,48 @@ class ReconcileReport:
         )
 
 
+@dataclass(frozen=True)
+class PendingObject:
+    """A listed object under a user's prefix with no accepted verdict for its current ETag.
+
+    ``record`` is its known ``(etag, status)``, or None when it was never judged.
+    """
+
+    key: str
+    owner: str
+    record: tuple[str, str] | None
+
+
+def pending_objects(
+    bucket: oss2.Bucket,
+    destination: Destination,
+    records: UploadRecords,
+    prefix: str,
+    since: datetime | None,
+    report: ReconcileReport,
+) -> Iterator[PendingObject]:
+    """The objects under ``prefix`` that need a verdict, counting the skipped ones in
+    ``report``: one listing and one read of the records, nothing judged. Shared by
+    ``judge_prefix`` and ``uploads reconcile --dry-run``, so a dry run skips exactly what a
+    real run skips."""
+    known = records.verdicts(destination.bucket, prefix)
+    for listed in oss2.ObjectIterator(bucket, prefix=prefix):
+        report.listed += 1
+        owner = destination.owner_of(listed.key)
+        if owner is None:
+            report.outside_prefixes += 1
+            continue
+        if since is not None and listed.last_modified < since.timestamp():
+            report.older_than_since += 1
+            continue
+        etag = listed.etag.strip('"').upper()
+        record = known.get(listed.key)
+        if record == (etag, STATUS_ACCEPTED):
+            report.already_recorded += 1
+            continue
+        yield PendingObject(listed.key, owner, record)
+
+
 def judge_prefix(
     bucket: oss2.Bucket,
     destination: Destination,
@@ -63,23 +105,10 @@ def judge_prefix(
     record whose object is still listed is judged again, so a failed delete is retried.
     """
     report = report or ReconcileReport()
-    known = records.verdicts(destination.bucket, prefix)
-    for listed in oss2.ObjectIterator(bucket, prefix=prefix):
-        report.listed += 1
-        owner = destination.owner_of(listed.key)
-        if owner is None:
-            report.outside_prefixes += 1
-            continue
-        if since is not None and listed.last_modified < since.timestamp():
-            report.older_than_since += 1
-            continue
-        etag = listed.etag.strip('"').upper()
-        if known.get(listed.key) == (etag, STATUS_ACCEPTED):
-            report.already_recorded += 1
-            continue
+    for pending in pending_objects(bucket, destination, records, prefix, since, report):
         try:
             verdict = judge(
-                Evidence(key=listed.key, owner=owner, source=source),
+                Evidence(key=pending.key, owner=pending.owner, source=source),
                 destination=destination,
                 bucket=bucket,
                 records=records,
@@ -91,7 +120,7 @@ def judge_prefix(
             report.already_recorded += 1
         elif not verdict.accepted:
             report.rejected += 1
-        elif listed.key in known:
+        elif pending.record is not None:
             report.updated += 1
         else:
             report.recorded += 1
@@ -112,7 +141,7 @@ def reconcile(
         bucket,
         destination,
         records,
-        listing_prefix(destination),
+        destination.literal_prefix,
         source=SOURCE_RECONCILE,
         disposal=disposal,
         since=since,
