@@ -40,7 +40,6 @@ import json
 import os
 import secrets
 import sqlite3
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ from bench.callback_capture import Captured, capture_server, upload_with_callbac
 from bench.callback_floor import FLOOR_SETTINGS_ENV
 from bench.callback_profile import profile_notes
 from bench.emulator import RunningEmulator, emulator
-from bench.harness import Options, Row, work_directory
+from bench.harness import Options, Row, progress, work_directory
 from bench.processes import Server, ServerFailed, clean_environment, gunicorn, request
 from bench.token_endpoint import RATE_LIMIT, TOKEN_PATH, _jwt, _write_tokens
 
@@ -75,14 +74,10 @@ PROFILE_ENV = "OSSGATE_BENCH_PROFILE"
 
 
 class _Progress:
-    """Progress lines on stderr, with the seconds since the benchmark started."""
-
-    def __init__(self) -> None:
-        self._started = time.monotonic()
+    """Progress lines on stderr (``python -m bench -v``)."""
 
     def __call__(self, message: str) -> None:
-        elapsed = time.monotonic() - self._started
-        print(f"[callback {elapsed:3.0f} s] {message}", file=sys.stderr, flush=True)
+        progress("callback", message)
 
 
 class _Records:

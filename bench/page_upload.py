@@ -30,7 +30,6 @@ import json
 import os
 import secrets
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -44,7 +43,7 @@ import requests
 from werkzeug.serving import make_server
 
 from bench.emulator import RunningEmulator, emulator
-from bench.harness import Options, Row, work_directory
+from bench.harness import Options, Row, progress, work_directory
 
 MiB = 1024 * 1024
 SIZE = 64 * MiB
@@ -66,7 +65,7 @@ ROUNDS = 5
 
 
 def _progress(message: str) -> None:
-    print(f"[page_upload] {message}", file=sys.stderr, flush=True)
+    progress("page_upload", message)
 
 
 def _root_bucket(emu: RunningEmulator) -> oss2.Bucket:
