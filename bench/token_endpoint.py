@@ -40,7 +40,14 @@ from bench import wrk
 from bench.apps import TOKEN_BODY_ENV
 from bench.emulator import RunningEmulator, emulator
 from bench.harness import Options, Row, progress, work_directory
-from bench.processes import Server, ServerFailed, clean_environment, gunicorn, request
+from bench.processes import (
+    GUNICORN_SETTINGS,
+    Server,
+    ServerFailed,
+    clean_environment,
+    gunicorn,
+    request,
+)
 
 TOKEN_PATH = "/api/sts-token"  # noqa: S105 (a URL path)
 STS_LATENCY_MS = 30
@@ -48,6 +55,8 @@ WARM_TARGET = 0.9
 DESTINATIONS_TARGET = 0.95
 DESTINATIONS = 20
 COLD_START_USERS = 1_000
+#: gunicorn worker processes (GUNICORN_SETTINGS), each with its own credential cache.
+WORKERS = int(GUNICORN_SETTINGS[GUNICORN_SETTINGS.index("--workers") + 1])
 #: Client threads of the cold start: more than the app serves at once (2 workers x 8
 #: threads), so requests queue at the server, as a crowd arriving together does.
 COLD_START_CLIENTS = 64
@@ -168,9 +177,13 @@ def run(options: Options) -> list[Row]:
     best_baseline, best_warm = _best(baseline), _best(warm)
     warm_requests = sum(r.requests for r in warm)
     warm_ratio = best_warm.rps / best_baseline.rps
-    warm_valid = all(r.clean for r in warm + baseline)
+    warm_valid = warm_calls <= WORKERS and all(r.clean for r in warm + baseline)
     per_request = uncached_calls / uncached.requests if uncached.requests else 0.0
-    warm_verdict = "as expected" if warm_calls == 0 else "UNEXPECTED: the cache was missed"
+    warm_verdict = (
+        "as expected: at most one per worker process"
+        if warm_calls <= WORKERS
+        else "UNEXPECTED: the cache was missed"
+    )
     # Requests still in flight when wrk stops made their AssumeRole but are not counted.
     in_flight = options.connections
     uncached_verdict = (
@@ -273,8 +286,14 @@ def run_destinations(options: Options) -> list[Row]:
                 )
     best_one, best_many = _best(singles), _best(manies)
     ratio = best_many.rps / best_one.rps
-    valid = calls == 0 and all(r.clean for r in singles + manies)
-    verdict = "as expected" if calls == 0 else "UNEXPECTED: the cache was missed"
+    # Each worker process has its own cache: a worker the warm-up did not reach makes its
+    # one AssumeRole in the first measured round. More than that is a missed cache.
+    valid = calls <= WORKERS and all(r.clean for r in singles + manies)
+    verdict = (
+        "as expected: at most one per worker process"
+        if calls <= WORKERS
+        else "UNEXPECTED: the cache was missed"
+    )
     return [
         Row(
             name="token.destinations_1",
