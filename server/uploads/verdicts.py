@@ -172,6 +172,7 @@ def judge(
         reason=None if broken is None else broken[0],
         message=None if broken is None else broken[1],
         on_change=record_event,
+        seen=previous,  # read above: not read again (the write still checks it is current)
     )
     if broken is not None and outcome.record.etag == facts.etag:
         log.info("upload rejected (%s): %s", broken[0], evidence.key)
