@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 from datetime import UTC, datetime
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from server.auth.bearer import current_user, require_user
 from server.config import Settings
+from server.credentials.answers import answer_cache
 from server.credentials.grants import UploadGrant
 from server.credentials.issue import issue_grant
 from server.destinations.choice import choose_destination
@@ -87,11 +88,15 @@ def sts_token():
         name = body.get("destination") if isinstance(body, dict) else None
     destination = choose_destination(app_services.destinations, name, caller.claims)
     grant = issue_grant(user, destination, app_services)
-    if shape == "mobile":
-        body = _mobile_shape(grant)
-    else:
-        body = _browser_shape(grant, app_services.settings)
-    response = jsonify(body)
+
+    def encode() -> bytes:
+        if shape == "mobile":
+            return jsonify(_mobile_shape(grant)).get_data()
+        return jsonify(_browser_shape(grant, app_services.settings)).get_data()
+
+    # The same bytes until the credentials change (server.credentials.answers).
+    body = answer_cache(current_app).answer(shape, grant, encode)
+    response = current_app.response_class(body, mimetype=current_app.json.mimetype)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
