@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import jwt
 
-from bench import wrk
+from bench import procstat, wrk
 from bench.apps import TOKEN_BODY_ENV
 from bench.emulator import RunningEmulator, emulator
 from bench.harness import Options, Row, progress, work_directory
@@ -110,6 +111,30 @@ def _write_tokens(path: Path, count: int, secret: str) -> None:
     path.write_text("".join(_jwt(f"bench-u{i:06d}", secret) + "\n" for i in range(count)))
 
 
+def _measured(
+    server: Server, options: Options, headers: dict[str, str]
+) -> tuple[wrk.WrkResult, float]:
+    """One wrk window on ``server``, and the CPU its workers used per request (ms).
+
+    The CPU per request barely moves when other processes share the machine, unlike the
+    rate: it tells a slower endpoint from a busier machine.
+    """
+    workers = procstat.children(server.pid)
+    before = procstat.cpu_seconds(workers)
+    result = wrk.run(server.url(TOKEN_PATH), options, script="post.lua", headers=headers)
+    used = procstat.cpu_seconds(workers) - before
+    return result, 1000 * used / max(result.requests, 1)
+
+
+def _cpu_note(cpu: dict[str, list[float]]) -> str:
+    base, warm = statistics.median(cpu["baseline"]), statistics.median(cpu["warm"])
+    return (
+        f"workers' CPU per request (median of rounds): baseline {base:.3f} ms, warm "
+        f"{warm:.3f} ms; baseline/warm {base / warm:.2f} (the ratio a quiet machine's "
+        "rates would approach)"
+    )
+
+
 def _best(results: list[wrk.WrkResult]) -> wrk.WrkResult:
     return max(results, key=lambda r: r.rps)
 
@@ -147,14 +172,15 @@ def run(options: Options) -> list[Row]:
                         seconds=options.warmup_seconds,
                     )
                 baseline, warm, warm_calls = [], [], 0
+                cpu: dict[str, list[float]] = {"baseline": [], "warm": []}
                 for number in range(1, options.rounds + 1):
-                    baseline.append(
-                        wrk.run(bare.url(TOKEN_PATH), options, script="post.lua", headers=auth)
-                    )
+                    result, per_request = _measured(bare, options, auth)
+                    baseline.append(result)
+                    cpu["baseline"].append(per_request)
                     before = emu.assume_role_calls()
-                    warm.append(
-                        wrk.run(app.url(TOKEN_PATH), options, script="post.lua", headers=auth)
-                    )
+                    result, per_request = _measured(app, options, auth)
+                    warm.append(result)
+                    cpu["warm"].append(per_request)
                     warm_calls += emu.assume_role_calls() - before
                     _progress(
                         f"round {number}: baseline {baseline[-1].rps:,.0f} rps, "
@@ -214,6 +240,7 @@ def run(options: Options) -> list[Row]:
             passed=warm_valid and warm_ratio >= WARM_TARGET,
             notes=(
                 _rounds_note(warm),
+                _cpu_note(cpu),
                 f"AssumeRole calls during measured rounds: {warm_calls} for "
                 f"{warm_requests:,} requests ({warm_verdict})",
             ),

@@ -311,12 +311,12 @@ class UploadRecords:
         }
         with self.engine.begin() as connection:
             for _ in range(MAX_WRITE_RACES):
-                seen = {
+                current = {
                     "seen_etag": None if existing is None else existing.etag,
                     "seen_source": None if existing is None else existing.source,
                     "seen_status": None if existing is None else existing.status,
                 }
-                row = connection.execute(self._upsert, {**values, **seen}).first()
+                row = connection.execute(self._upsert, {**values, **current}).first()
                 if row is not None:
                     break
                 # Another writer changed the row between our read and our write (or recorded
