@@ -11,7 +11,7 @@ Exit status:
 - 1: a target was missed (a FAIL row), or a benchmark could not run (its rows are missing);
 - 2: a tool is missing (wrk).
 
-The rows and their targets (docs/benchmarks.md describes each one):
+The rows and their targets (the README's Benchmarks section describes each one):
 
 - ``token.warm`` >= 0.90 of ``token.baseline`` (bare Flask), DESIGN §7;
 - ``token.destinations_20`` >= 0.95 of ``token.destinations_1`` (issue 14: within noise);
