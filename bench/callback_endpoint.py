@@ -3,8 +3,12 @@
 The callbacks are real (``bench.callback_capture``): objects uploaded to the emulator with
 the callback headers a browser builds from a real ``/api/sts-token`` answer, signed and sent
 by the emulator, captured, then replayed by wrk with a different callback on every request.
-So every request of the real app verifies a real signature, HEADs a real object in the
-emulator and writes to its SQLite file.
+So every request of the real app verifies a real signature and its grant binding, HEADs a
+real object in the emulator, runs the verdict (size, type, overwrite rules of the
+destination) and writes the record and its outbox event (``upload.recorded``) in one SQLite
+transaction. The outbox row is written whether or not a webhook URL is configured (events
+wait, pending, until one is: ``server/events/outbox.py``), so the app is served without one,
+and the benchmark checks afterwards that the window wrote one event per record.
 
 Measurements, same gunicorn settings, alternating within each round:
 
@@ -14,8 +18,10 @@ Measurements, same gunicorn settings, alternating within each round:
   only the I/O a receiver that trusts nothing but the bucket cannot skip: a HEAD of the
   object through oss2 and one INSERT into SQLite, then the same answer.
 - ``callback.first``: the real app with its records table emptied first, so each request
-  records an upload not seen before (INSERT). Target: at least 50 % of ``callback.io_floor``.
-  Issue 8 asked for 50 % of the bare baseline; that ratio is still printed, but no receiver
+  records an upload not seen before (verdict, INSERT of the record and of its event).
+  Target: at least 90 % of ``callback.io_floor``, DESIGN §7's target (issue 13 asked 0.8;
+  the design document's stricter one is kept). Issue 8 asked for 50 % of the bare
+  baseline; that ratio is still printed, but no receiver
   that HEADs the object can reach it (the floor alone makes about a tenth of the bare
   endpoint's rate), and the HEAD stays: a signed callback does not prove the object is ours
   (``server/callbacks/api.py``).
@@ -40,7 +46,6 @@ import json
 import os
 import secrets
 import sqlite3
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,12 +60,14 @@ from bench.callback_capture import Captured, capture_server, upload_with_callbac
 from bench.callback_floor import FLOOR_SETTINGS_ENV
 from bench.callback_profile import profile_notes
 from bench.emulator import RunningEmulator, emulator
-from bench.harness import Options, Row, work_directory
+from bench.harness import Options, Row, progress, work_directory
 from bench.processes import Server, ServerFailed, clean_environment, gunicorn, request
 from bench.token_endpoint import RATE_LIMIT, TOKEN_PATH, _jwt, _write_tokens
 
 CALLBACK_PATH = "/oss/callback"
-TARGET = 0.5
+TARGET = 0.9
+#: What issue 8 asked of ``callback.first`` against the bare baseline (printed, not a target).
+BARE_ASKED = 0.5
 USER = "bench-callbacks"
 #: Distinct uploaded objects, one captured callback each (about 100 uploads a second on
 #: the reference machine). A ``callback.first`` or ``callback.io_floor`` window must not run
@@ -75,14 +82,10 @@ PROFILE_ENV = "OSSGATE_BENCH_PROFILE"
 
 
 class _Progress:
-    """Progress lines on stderr, with the seconds since the benchmark started."""
-
-    def __init__(self) -> None:
-        self._started = time.monotonic()
+    """Progress lines on stderr (``python -m bench -v``)."""
 
     def __call__(self, message: str) -> None:
-        elapsed = time.monotonic() - self._started
-        print(f"[callback {elapsed:3.0f} s] {message}", file=sys.stderr, flush=True)
+        progress("callback", message)
 
 
 class _Records:
@@ -109,8 +112,15 @@ class _Records:
     def keys(self) -> set[str]:
         return {row[0] for row in self._query("SELECT object_key FROM uploads")}
 
+    def events(self) -> int:
+        """Outbox rows (the real app only: the floor writes none)."""
+        return self._query("SELECT count(*) FROM upload_events")[0][0]
+
     def clear(self) -> None:
         self._query("DELETE FROM uploads")
+
+    def clear_events(self) -> None:
+        self._query("DELETE FROM upload_events")
 
     def settle(self, timeout: float = 5.0) -> int:
         """The row count once it stops changing: wrk stops counting when its window ends,
@@ -134,6 +144,7 @@ class _Window:
     server_cpu: float
     emulator_cpu: float
     records: int = 0  # rows in the table after the window (real app only)
+    events: int = 0  # outbox rows after the window (first-time windows of the real app)
     changed: bool = False  # whether the window added or updated a record (repeat windows)
 
     def cpu_note(self) -> str:
@@ -235,10 +246,11 @@ def _rounds(
         window = stage.window(stage.floor, replay_all)
         floor.append(dataclasses.replace(window, records=floor_records.settle()))
         records.clear()
+        records.clear_events()
         window = stage.window(stage.app, replay_all)
         records.settle()
         recorded = records.keys()
-        first.append(dataclasses.replace(window, records=len(recorded)))
+        first.append(dataclasses.replace(window, records=len(recorded), events=records.events()))
         replay_known = write_replay(
             work / "recorded.tsv", [c for c in callbacks if c.object_key in recorded]
         )
@@ -421,12 +433,16 @@ def _rows(count: int, bare_size: int, measured: _Measured, profile: list[str]) -
     ratio = best_first.result.rps / best_floor.result.rps
     versus_bare = best_first.result.rps / best_baseline.result.rps
     valid = all(w.result.clean for w in measured.baseline + measured.floor + measured.first)
+    outbox_ok = all(w.events == w.records for w in measured.first)
+    valid = valid and outbox_ok
     first_notes = [
         _rounds_note(measured.first),
-        f"each request a different real callback (verify, HEAD, INSERT): {best_first.records:,} "
-        f"records made in the best window for {best_first.result.requests:,} requests",
+        f"each request a different real callback (verify, HEAD, verdict, record + outbox "
+        f"event): {best_first.records:,} records and {best_first.events:,} events made in "
+        f"the best window for {best_first.result.requests:,} requests"
+        + ("" if outbox_ok else "; UNEXPECTED: not one event per record in every window"),
         f"against callback.baseline (bare Flask): {versus_bare:.2f} (issue 8 asked >= "
-        f"{TARGET:.2f} of bare; the floor itself reaches "
+        f"{BARE_ASKED:.2f} of bare; the floor itself reaches "
         f"{best_floor.result.rps / best_baseline.result.rps:.2f})",
         *profile,
     ]

@@ -7,6 +7,7 @@ import logging
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,24 @@ _THIRD_PARTY_LOGGERS = (
     "sqlalchemy",
     "playwright",
 )
+
+
+#: Whether ``progress`` prints (``python -m bench -v``). Off by default: ``make bench`` prints
+#: its table and nothing else.
+_verbose = False
+_started = time.monotonic()
+
+
+def set_verbose(verbose: bool) -> None:
+    global _verbose
+    _verbose = verbose
+
+
+def progress(benchmark: str, message: str) -> None:
+    """A progress line on stderr, with the seconds since the run started (only with -v)."""
+    if _verbose:
+        elapsed = time.monotonic() - _started
+        print(f"[{benchmark} {elapsed:4.0f} s] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

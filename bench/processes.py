@@ -92,11 +92,12 @@ def request(
     path: str,
     headers: Mapping[str, str] | None = None,
     timeout: float = 5.0,
+    body: str | bytes | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request straight to a loopback server (http.client never reads proxies)."""
     connection = http.client.HTTPConnection(url_host, port, timeout=timeout)
     try:
-        connection.request(method, path, headers=dict(headers or {}))
+        connection.request(method, path, body=body, headers=dict(headers or {}))
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:

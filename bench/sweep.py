@@ -16,7 +16,6 @@ prefix is due again without waiting.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ import jwt
 import oss2
 
 from bench.emulator import RunningEmulator, emulator
-from bench.harness import Options, Row, work_directory
+from bench.harness import Options, Row, progress, work_directory
 
 ACTIVE_USERS = 100
 SIZES = (1_000, 50_000)
@@ -35,7 +34,7 @@ JWT_SECRET = "bench-sweep-secret-of-at-least-32-bytes"  # noqa: S105
 
 
 def _progress(message: str) -> None:
-    print(f"[sweep] {message}", file=sys.stderr, flush=True)
+    progress("sweep", message)
 
 
 def _root_bucket(emu: RunningEmulator) -> oss2.Bucket:

@@ -110,6 +110,13 @@ OnChange = Callable[[Connection, RecordOutcome], object]
 MAX_WRITE_RACES = 3
 
 
+class _Unread:
+    """``record_upload``'s ``seen`` when the caller did not read the record: it reads it."""
+
+
+UNREAD = _Unread()
+
+
 class RecordContended(SQLAlchemyError):
     """The record kept changing under ``record_upload``; nothing was written (answer 503)."""
 
@@ -217,7 +224,7 @@ def _upsert_statement(dialect: str):
     ).returning(*_TABLE.c)
 
 
-def _is_duplicate(existing: Row | None, etag: str, source: str) -> TypeGuard[Row]:
+def _is_duplicate(existing: UploadRecord | None, etag: str, source: str) -> TypeGuard[UploadRecord]:
     """The same object already recorded, by a callback or by another source than a callback:
     nothing to write (a callback does confirm what reconcile or the sweep found)."""
     return (
@@ -262,6 +269,7 @@ class UploadRecords:
         message: str | None = None,
         now: datetime | None = None,
         on_change: OnChange | None = None,
+        seen: UploadRecord | None | _Unread = UNREAD,
     ) -> RecordOutcome:
         """Record an upload once; see the module docstring for the idempotency rules.
 
@@ -272,17 +280,19 @@ class UploadRecords:
         ``on_change`` runs in the write's transaction when this call changed the row (never
         for a duplicate), with the outcome and the exact record it replaced: the verdict
         writes its outbox event there, so the record and its event commit together.
+
+        ``seen``: the record at this key as the caller just read it (``get``; None: there
+        was none), so it is not read again. The write is conditional on it all the same: if
+        the row changed since, it is read again and the decision made again, as for any race.
         """
         now = now or datetime.now(UTC)
         etag = etag.strip('"').upper()
         where = {"bucket": bucket, "key": key}
-        # SQLAlchemy Core, not the ORM: this is the hot path of ``/oss/callback``.
-        with self.engine.connect() as connection:
-            existing = connection.execute(self._select_one, where).first()
+        existing = self.get(bucket, key) if isinstance(seen, _Unread) else seen
         if _is_duplicate(existing, etag, source):
             # A duplicate (OSS retry, reconcile after the callback): read-only, so it never
             # waits for a write lock.
-            return RecordOutcome(_to_record(existing), created=False, changed=False)
+            return RecordOutcome(existing, created=False, changed=False)
         values = {
             "bucket": bucket,
             "object_key": key,
@@ -301,26 +311,27 @@ class UploadRecords:
         }
         with self.engine.begin() as connection:
             for _ in range(MAX_WRITE_RACES):
-                seen = {
+                current = {
                     "seen_etag": None if existing is None else existing.etag,
                     "seen_source": None if existing is None else existing.source,
                     "seen_status": None if existing is None else existing.status,
                 }
-                row = connection.execute(self._upsert, {**values, **seen}).first()
+                row = connection.execute(self._upsert, {**values, **current}).first()
                 if row is not None:
                     break
                 # Another writer changed the row between our read and our write (or recorded
                 # this very upload). Read it again, now holding it, and decide again.
-                existing = connection.execute(self._select_one, where).first()
+                again = connection.execute(self._select_one, where).first()
+                existing = None if again is None else _to_record(again)
                 if _is_duplicate(existing, etag, source):
-                    return RecordOutcome(_to_record(existing), created=False, changed=False)
+                    return RecordOutcome(existing, created=False, changed=False)
             else:
                 raise RecordContended(f"the record of {key} kept changing; nothing was written")
             outcome = RecordOutcome(
                 _to_record(row),
                 created=existing is None,
                 changed=True,
-                previous=None if existing is None else _to_record(existing),
+                previous=existing,
             )
             if on_change is not None:
                 on_change(connection, outcome)

@@ -173,6 +173,7 @@ def judge(
         reason=None if broken is None else broken[0],
         message=None if broken is None else broken[1],
         on_change=record_event,
+        seen=previous,  # read above: not read again (the write still checks it is current)
     )
     if outcome.changed:
         metrics.count_verdict(outcome.record.status, outcome.record.reason, evidence.source)

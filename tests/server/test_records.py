@@ -115,6 +115,28 @@ def test_concurrent_recording_of_one_upload_makes_one_record(records: UploadReco
     assert records.count() == 1
 
 
+def test_a_record_read_by_the_caller_is_not_read_again(records: UploadRecords) -> None:
+    first = _record(records)
+    newer = _record(records, etag="AAAA", seen=records.get("examplebucket", first.record.key))
+    assert newer.changed and not newer.created
+    assert newer.previous == first.record
+
+
+def test_a_stale_seen_record_is_read_again_before_the_write(records: UploadRecords) -> None:
+    """``seen`` saves a read, not the compare-and-set: a row changed since the caller read it
+    is read again, so the outcome names what the write really replaced."""
+    first = _record(records)
+    stale = records.get("examplebucket", first.record.key)
+    middle = _record(records, etag="BBBB")
+    newest = _record(records, etag="CCCC", seen=stale)
+    assert newest.changed
+    assert newest.previous is not None and newest.previous.etag == middle.record.etag
+    # A stale "there was none" is not trusted either: the key has a record now.
+    again = _record(records, etag="DDDD", seen=None)
+    assert again.changed and not again.created
+    assert again.previous is not None and again.previous.etag == "CCCC"
+
+
 def test_pages_newest_first_and_only_the_owners(records: UploadRecords) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(7):

@@ -7,6 +7,9 @@ import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import cast
 
 import oss2
 import pytest
@@ -17,6 +20,8 @@ from werkzeug.serving import make_server
 
 from server import create_app
 from server.config import ConfigError
+from server.credentials.answers import AnswerCache
+from server.credentials.grants import UploadGrant
 from server.emulator.runner import Emulator
 from tests.server.tokens import bearer, jwt_for
 from tests.support import AppConfig, StsCredentials, root_bucket, sts_bucket
@@ -171,6 +176,61 @@ def test_credentials_are_cached_per_user(client: FlaskClient, emulator: Emulator
     other = _token(client, "another-user")
     assert other["accessKeyId"] != first["accessKeyId"]
     assert emulator.faults.snapshot()["assume_role_calls"] - before == 2
+
+
+def test_a_warm_answer_is_the_same_bytes_and_never_another_users(client: FlaskClient) -> None:
+    """Warm answers come from the per-app answer cache: byte for byte the first answer, and
+    keyed so that no user, destination or shape ever gets another's."""
+    alice = client.post("/api/sts-token", headers=bearer(jwt_for("answer-alice")))
+    again = client.post("/api/sts-token", headers=bearer(jwt_for("answer-alice")))
+    assert again.data == alice.data
+    assert again.headers["Content-Type"] == "application/json"
+    assert again.headers["Cache-Control"] == "no-store"
+    bob = client.post("/api/sts-token", headers=bearer(jwt_for("answer-bob"))).get_json()
+    assert bob["prefix"] == "uploads/answer-bob/"
+    assert bob["accessKeyId"] != alice.get_json()["accessKeyId"]
+    assert bob["callback"]["customValue"] == {"uid": "answer-bob"}
+    mobile = client.get("/api/sts-token?format=mobile", headers=bearer(jwt_for("answer-alice")))
+    assert set(mobile.get_json()) == {
+        "StatusCode",
+        "AccessKeyId",
+        "AccessKeySecret",
+        "SecurityToken",
+        "Expiration",
+    }
+    assert mobile.get_json()["AccessKeyId"] == alice.get_json()["accessKeyId"]
+
+
+def test_the_answer_cache_encodes_again_for_new_credentials() -> None:
+    """A refresh makes new credentials (another AccessKeyId and expiration): a new answer."""
+    cache = AnswerCache(max_entries=2)
+    encoded: list[str] = []
+
+    def grant(key_id: str, prefix: str = "uploads/alice/", hour: int = 1) -> UploadGrant:
+        credentials = SimpleNamespace(
+            access_key_id=key_id, expiration=datetime(2030, 1, 1, hour, tzinfo=UTC)
+        )
+        destination = SimpleNamespace(name="default")
+        return cast(
+            UploadGrant,
+            SimpleNamespace(credentials=credentials, destination=destination, prefix=prefix),
+        )
+
+    def encode(text: str):
+        def run() -> bytes:
+            encoded.append(text)
+            return text.encode()
+
+        return run
+
+    assert cache.answer("browser", grant("STS.a"), encode("a1")) == b"a1"
+    assert cache.answer("browser", grant("STS.a"), encode("a2")) == b"a1"
+    assert cache.answer("browser", grant("STS.b", hour=2), encode("b")) == b"b"
+    assert cache.answer("browser", grant("STS.a", hour=2), encode("a3")) == b"a3"
+    assert cache.answer("mobile", grant("STS.a", hour=2), encode("m")) == b"m"
+    assert cache.answer("browser", grant("STS.a", "uploads/bob/", 2), encode("x")) == b"x"
+    assert encoded == ["a1", "b", "a3", "m", "x"]
+    assert len(cache) == 2  # bounded: the least recently used went first
 
 
 @pytest.fixture
