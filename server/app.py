@@ -42,6 +42,7 @@ from server.services import EXTENSION_KEY, Services
 from server.uploads import api as uploads_api
 from server.uploads.grant_log import GrantLog
 from server.uploads.records import UploadRecords, default_database_url, make_engine
+from server.uppy import api as uppy_api
 from server.web import health, openapi, pages
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def create_app(
     app.register_blueprint(post_policy_api.bp)
     app.register_blueprint(uploads_api.bp)
     app.register_blueprint(destinations_api.bp)
+    app.register_blueprint(uppy_api.bp)
     app.register_blueprint(callback_api.bp)
     app.register_blueprint(openapi.bp)
     if settings.dev_users:

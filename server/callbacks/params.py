@@ -20,6 +20,13 @@ from server.auth.identity import UserKey
 from server.callbacks.binding import Binding, bind_url
 from server.destinations.destination import Destination
 
+#: A query parameter of the callback URL asking for an answer S3 clients can read as well:
+#: ``@uppy/aws-s3`` reads CompleteMultipartUpload's answer (which OSS replaces with the
+#: callback's) for ``<Location>`` and ``<Key>`` (server.callbacks.api). OSS signs the query,
+#: and it changes only the answer's shape, never who the callback is bound to.
+QUERY_REPLY = "ossgate_reply"
+REPLY_S3 = "s3"
+
 #: x-oss-callback and x-oss-callback-var are each limited to 5 KB (OSS "Callback" reference).
 MAX_ENCODED_PARAM_BYTES = 5 * 1024
 
@@ -79,3 +86,20 @@ def callback_options(destination: Destination, user: UserKey) -> dict | None:
         if size > MAX_ENCODED_PARAM_BYTES:
             raise CallbackTooLarge(f"{name} would be {size} bytes (OSS allows 5 KB)")
     return options
+
+
+def with_s3_reply(options: dict) -> dict:
+    """``options`` whose every callback URL also asks for the S3-readable answer."""
+    urls = [
+        f"{u}{'&' if '?' in u else '?'}{QUERY_REPLY}={REPLY_S3}" for u in options["url"].split(";")
+    ]
+    return {**options, "url": ";".join(urls)}
+
+
+def query_params(options: dict) -> dict[str, str]:
+    """The ``callback`` and ``callback-var`` query parameters of a presigned URL (OSS
+    "Callback": the same base64 JSON as the headers, for URLs that cannot carry headers)."""
+    return {
+        "callback": encode_param(callback_document(options)),
+        "callback-var": encode_param(callback_variables(options)),
+    }
