@@ -31,6 +31,9 @@ bp = Blueprint("pages", __name__)
 
 #: Where ``make`` copies the npm ``ali-oss`` browser bundle (never committed).
 VENDOR_BUNDLE = "vendor/aliyun-oss-sdk.min.js"
+#: Where ``make`` copies the npm ``uppy`` bundle and its styles, for the page at ``/uppy``.
+UPPY_BUNDLE = "vendor/uppy.min.js"
+UPPY_STYLES = "vendor/uppy.min.css"
 #: The files another origin's page may load (``static/``-relative): the upload module's entry,
 #: its parts and the ali-oss bundle it needs; not the page's own code (app.js, i18n.js).
 MODULE_FILES = r"(?:ossgate-upload\.js|upload/[A-Za-z0-9_-]+\.js|vendor/aliyun-oss-sdk\.min\.js)"
@@ -136,6 +139,36 @@ def index() -> Response:
     )
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = content_security_policy(settings, sdk)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.get("/uppy")
+def uppy_page() -> Response:
+    """Uppy's Dashboard uploading through ``POST /api/uppy/sign`` (static/uppy-page.js).
+
+    The same sign-in as ``/`` (the demo login or a host application's token) and the same
+    strict policy, plus ``blob:`` images: the Dashboard previews chosen pictures from blobs.
+    """
+    settings: Settings = current_app.config["OSSGATE"]
+    static = current_app.static_folder
+    if static is None or not (Path(static) / UPPY_BUNDLE).is_file():
+        log.warning("static/%s is missing: run `make` to copy the Uppy bundle", UPPY_BUNDLE)
+    html = render_template(
+        "uppy.html",
+        uppy_js=UPPY_BUNDLE,
+        uppy_css=UPPY_STYLES,
+        dev_login=bool(settings.dev_users),
+        login_url=url_for("dev_login.login") if settings.dev_users else "",
+        base_url=url_for("pages.index"),
+        message_origins=" ".join(message_origins(settings)),
+    )
+    response = Response(html, mimetype="text/html")
+    policy = content_security_policy(settings, SdkSource("", None, None))
+    response.headers["Content-Security-Policy"] = policy.replace(
+        "img-src 'self' data:", "img-src 'self' data: blob:"
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
