@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 VENDOR := static/vendor/aliyun-oss-sdk.min.js
 # Uppy's bundle (window.Uppy) and styles for the page at /uppy (README: "Uppy").
-UPPY_VENDOR := static/vendor/uppy.min.js static/vendor/uppy.min.css
+UPPY_VENDOR := static/vendor/uppy.min.js static/vendor/uppy.min.mjs static/vendor/uppy.min.css
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -30,7 +30,7 @@ $(VENDOR): node_modules/ali-oss/dist/aliyun-oss-sdk.min.js
 	cp node_modules/ali-oss/dist/aliyun-oss-sdk.min.js $@
 
 # npm ci (the rule above) installs uppy together with ali-oss: one package-lock.json.
-static/vendor/uppy.min.js static/vendor/uppy.min.css: node_modules/ali-oss/dist/aliyun-oss-sdk.min.js
+$(UPPY_VENDOR): node_modules/ali-oss/dist/aliyun-oss-sdk.min.js
 	mkdir -p static/vendor
 	cp node_modules/uppy/dist/$(@F) $@
 

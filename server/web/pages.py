@@ -35,8 +35,13 @@ VENDOR_BUNDLE = "vendor/aliyun-oss-sdk.min.js"
 UPPY_BUNDLE = "vendor/uppy.min.js"
 UPPY_STYLES = "vendor/uppy.min.css"
 #: The files another origin's page may load (``static/``-relative): the upload module's entry,
-#: its parts and the ali-oss bundle it needs; not the page's own code (app.js, i18n.js).
-MODULE_FILES = r"(?:ossgate-upload\.js|upload/[A-Za-z0-9_-]+\.js|vendor/aliyun-oss-sdk\.min\.js)"
+#: its parts, the ali-oss bundle it needs and the Uppy bundle (classic, ES module and styles,
+#: for ``<script crossorigin>``, ``import`` and ``<link crossorigin>``); not the page's own
+#: code (app.js, i18n.js, uppy-page.js).
+MODULE_FILES = (
+    r"(?:ossgate-upload\.js|upload/[A-Za-z0-9_-]+\.js|vendor/aliyun-oss-sdk\.min\.js"
+    r"|vendor/uppy\.min\.(?:js|mjs|css))"
+)
 #: The emulator settings the demo page may show; the root secret is never among them.
 _SHOWN_EMULATOR_SETTINGS = (
     "OSSGATE_OSS_ENDPOINT",
