@@ -13,6 +13,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,10 +21,21 @@ import oss2
 import pytest
 import requests
 
+from server.auth.identity import user_key
+from server.callbacks.params import (
+    MAX_ENCODED_PARAM_BYTES,
+    CallbackTooLarge,
+    callback_document,
+    callback_options,
+    encode_param,
+    with_s3_reply,
+)
+from server.config import load_settings
+from server.destinations.destination import default_destination
 from server.emulator.runner import Emulator
 from tests.server.served_app import Served, as_user, callback_headers
 from tests.server.tokens import bearer, jwt_for
-from tests.support import root_bucket
+from tests.support import AppConfig, root_bucket
 
 DESTINATIONS = """
 default = "files"
@@ -264,3 +276,32 @@ def test_completing_an_upload_over_the_limit_is_refused_aborted_and_recorded(
 def test_signing_needs_a_bearer_token(uppy_app: Served) -> None:
     response = requests.post(f"{uppy_app.url}/api/uppy/sign", json={"method": "PUT"}, timeout=10)
     assert response.status_code == 401
+
+
+def test_the_callback_size_check_at_start_counts_the_uppy_reply(
+    emulator: Emulator, app_config: AppConfig
+) -> None:
+    """OSS refuses an x-oss-callback over 5 KB; Uppy's URLs carry a longer callback URL
+    (``ossgate_reply``), so a body that fits only without it is refused at start."""
+    destination = default_destination(load_settings(app_config(emulator)))
+    assert destination.callback is not None
+    user = user_key("x" * 64)
+
+    def options(padding: int) -> dict | None:
+        body = "a=${object}&p=" + "x" * padding
+        callback = replace(destination.callback, body=body)
+        try:
+            return callback_options(replace(destination, callback=callback), user)
+        except CallbackTooLarge:
+            return None
+
+    padding = 1000
+    assert options(padding) is not None
+    while options(padding + 1) is not None:
+        padding += 1
+    # One more byte breaks the check, though the plain callback would still fit.
+    fitting = options(padding)
+    assert fitting is not None
+    plain = {**fitting, "body": fitting["body"] + "x"}
+    assert len(encode_param(callback_document(plain))) <= MAX_ENCODED_PARAM_BYTES
+    assert len(encode_param(callback_document(with_s3_reply(plain)))) > MAX_ENCODED_PARAM_BYTES
