@@ -158,7 +158,9 @@ def uppy_page() -> Response:
     """
     settings: Settings = current_app.config["OSSGATE"]
     static = current_app.static_folder
-    if static is None or not (Path(static) / UPPY_BUNDLE).is_file():
+    present = static is not None and (Path(static) / UPPY_BUNDLE).is_file()
+    if not present and not current_app.config.get("_OSSGATE_UPPY_WARNED"):
+        current_app.config["_OSSGATE_UPPY_WARNED"] = True
         log.warning("static/%s is missing: run `make` to copy the Uppy bundle", UPPY_BUNDLE)
     html = render_template(
         "uppy.html",

@@ -21,6 +21,7 @@ import oss2
 import pytest
 import requests
 
+from server import create_app
 from server.auth.identity import user_key
 from server.callbacks.params import (
     MAX_ENCODED_PARAM_BYTES,
@@ -305,3 +306,23 @@ def test_the_callback_size_check_at_start_counts_the_uppy_reply(
     plain = {**fitting, "body": fitting["body"] + "x"}
     assert len(encode_param(callback_document(plain))) <= MAX_ENCODED_PARAM_BYTES
     assert len(encode_param(callback_document(with_s3_reply(plain)))) > MAX_ENCODED_PARAM_BYTES
+
+
+def test_the_uppy_page_loads_only_its_own_files_under_a_strict_policy(
+    emulator: Emulator, app_config: AppConfig
+) -> None:
+    client = create_app(app_config(emulator, OSSGATE_DEV_USERS="demo:pw")).test_client()
+    response = client.get("/uppy")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert '<script src="/static/vendor/uppy.min.js">' in html
+    assert 'href="/static/vendor/uppy.min.css"' in html
+    assert '<form id="login"' in html  # the demo login, as on /
+    policy = dict(
+        d.strip().split(" ", 1) for d in response.headers["Content-Security-Policy"].split(";")
+    )
+    assert policy["script-src"] == "'self'"
+    assert policy["style-src"] == "'self'"
+    # The Dashboard previews chosen pictures from blob: URLs; uploads go to the bucket only.
+    assert policy["img-src"] == "'self' data: blob:"
+    assert policy["connect-src"].split() == ["'self'", emulator.oss_endpoint]
