@@ -494,12 +494,102 @@ _PATHS: dict = {
             "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
         }
     },
-    "/uppy": {
-        "get": {
-            "summary": "The upload page with Uppy's Dashboard (POST /api/uppy/sign)",
-            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+}
+
+_DEV_LOGIN = {
+    "post": {
+        "summary": "Demo login (only when OSSGATE_DEV_USERS is set)",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["username", "password"],
+                        "properties": {
+                            "username": {"type": "string", "minLength": 1, "maxLength": 256},
+                            "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "A bearer token for the API",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["token", "expiresAt"],
+                            "properties": {
+                                "token": {"type": "string"},
+                                "expiresAt": {"type": "string", "format": "date-time"},
+                            },
+                        }
+                    }
+                },
+            },
+            "400": _error_response("Malformed request body."),
+            "401": _error_response("Unknown user or wrong password."),
+            "415": _error_response("The body is not JSON."),
+            "429": _error_response("Too many login attempts from this address.", retry_after=True),
+        },
+    }
+}
+
+
+def _post_policy_operation(max_bytes: int) -> dict:
+    return {
+        "post": {
+            "summary": "A V4-signed PostObject form for one upload (the server picks the key)",
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["filename", "size", "contentType"],
+                            "properties": {
+                                "filename": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": MAX_FILENAME_CHARS,
+                                },
+                                "size": {"type": "integer", "minimum": 1, "maximum": max_bytes},
+                                "contentType": {
+                                    "type": "string",
+                                    "maxLength": MAX_CONTENT_TYPE_CHARS,
+                                    "pattern": CONTENT_TYPE_PATTERN,
+                                },
+                                "destination": _DESTINATION_FIELD,
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Form fields (Cache-Control: no-store)",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/PostPolicy"}}
+                    },
+                },
+                "400": _error_response("Malformed request body."),
+                "413": _error_response("The declared size is over the limit."),
+                "415": _error_response("Content type not allowed, or the body is not JSON."),
+                **_TOKEN_RESPONSES,
+            },
         }
-    },
+    }
+
+
+_UPPY_PAGE = {
+    "get": {
+        "summary": "The upload page with Uppy's Dashboard (POST /api/uppy/sign)",
+        "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+    }
 }
 
 _UPPY_SIGN = {
@@ -595,94 +685,6 @@ _UPPY_SIGN = {
     }
 }
 
-_DEV_LOGIN = {
-    "post": {
-        "summary": "Demo login (only when OSSGATE_DEV_USERS is set)",
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["username", "password"],
-                        "properties": {
-                            "username": {"type": "string", "minLength": 1, "maxLength": 256},
-                            "password": {"type": "string", "minLength": 1, "maxLength": 1024},
-                        },
-                    }
-                }
-            },
-        },
-        "responses": {
-            "200": {
-                "description": "A bearer token for the API",
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["token", "expiresAt"],
-                            "properties": {
-                                "token": {"type": "string"},
-                                "expiresAt": {"type": "string", "format": "date-time"},
-                            },
-                        }
-                    }
-                },
-            },
-            "400": _error_response("Malformed request body."),
-            "401": _error_response("Unknown user or wrong password."),
-            "415": _error_response("The body is not JSON."),
-            "429": _error_response("Too many login attempts from this address.", retry_after=True),
-        },
-    }
-}
-
-
-def _post_policy_operation(max_bytes: int) -> dict:
-    return {
-        "post": {
-            "summary": "A V4-signed PostObject form for one upload (the server picks the key)",
-            "security": [{"bearer": []}],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["filename", "size", "contentType"],
-                            "properties": {
-                                "filename": {
-                                    "type": "string",
-                                    "minLength": 1,
-                                    "maxLength": MAX_FILENAME_CHARS,
-                                },
-                                "size": {"type": "integer", "minimum": 1, "maximum": max_bytes},
-                                "contentType": {
-                                    "type": "string",
-                                    "maxLength": MAX_CONTENT_TYPE_CHARS,
-                                    "pattern": CONTENT_TYPE_PATTERN,
-                                },
-                                "destination": _DESTINATION_FIELD,
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "Form fields (Cache-Control: no-store)",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/PostPolicy"}}
-                    },
-                },
-                "400": _error_response("Malformed request body."),
-                "413": _error_response("The declared size is over the limit."),
-                "415": _error_response("Content type not allowed, or the body is not JSON."),
-                **_TOKEN_RESPONSES,
-            },
-        }
-    }
-
 
 def document() -> dict:
     """The OpenAPI document for this app (the dev login only when it is enabled)."""
@@ -691,6 +693,7 @@ def document() -> dict:
     largest = max(d.max_bytes for d in current_app.extensions["ossgate"].destinations)
     paths["/api/post-policy"] = _post_policy_operation(largest)
     paths["/api/uppy/sign"] = _UPPY_SIGN
+    paths["/uppy"] = _UPPY_PAGE
     if "dev_login" in current_app.blueprints:
         paths["/api/dev/login"] = _DEV_LOGIN
     return {
