@@ -6,12 +6,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 VENDOR := static/vendor/aliyun-oss-sdk.min.js
+# Uppy's bundle (window.Uppy) and styles for the page at /uppy (README: "Uppy").
+UPPY_VENDOR := static/vendor/uppy.min.js static/vendor/uppy.min.mjs static/vendor/uppy.min.css
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all demo test lint format bench wrk chromium postgresql redis emulator clean js-package
 
-all: $(BIN)/ossgate $(VENDOR)
+all: $(BIN)/ossgate $(VENDOR) $(UPPY_VENDOR)
 
 $(BIN)/ossgate: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +28,11 @@ node_modules/ali-oss/dist/aliyun-oss-sdk.min.js: package.json package-lock.json
 $(VENDOR): node_modules/ali-oss/dist/aliyun-oss-sdk.min.js
 	mkdir -p static/vendor
 	cp node_modules/ali-oss/dist/aliyun-oss-sdk.min.js $@
+
+# npm ci (the rule above) installs uppy together with ali-oss: one package-lock.json.
+$(UPPY_VENDOR): node_modules/ali-oss/dist/aliyun-oss-sdk.min.js
+	mkdir -p static/vendor
+	cp node_modules/uppy/dist/$(@F) $@
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download).
 chromium:

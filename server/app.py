@@ -43,6 +43,7 @@ from server.services import EXTENSION_KEY, Services
 from server.uploads import api as uploads_api
 from server.uploads.grant_log import GrantLog
 from server.uploads.records import UploadRecords, default_database_url, make_engine
+from server.uppy import api as uppy_api
 from server.web import health, openapi, pages
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ def create_app(
     app.register_blueprint(post_policy_api.bp)
     app.register_blueprint(uploads_api.bp)
     app.register_blueprint(destinations_api.bp)
+    app.register_blueprint(uppy_api.bp)
     app.register_blueprint(callback_api.bp)
     app.register_blueprint(openapi.bp)
     metrics_api.init_app(app, settings)

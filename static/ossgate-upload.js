@@ -74,13 +74,15 @@
  * This file is the module's one entry point; the code lives in upload/, one file per
  * concern: options.js (defaults, modes, checks), api.js (ossgate's API), credentials.js,
  * oss.js (ali-oss clients), transport.js (XhrTransport), limits.js, checkpoints.js,
- * errors.js (OssgateError and classification), upload.js (Upload) and uploader.js.
+ * errors.js (OssgateError and classification), upload.js (Upload) and uploader.js;
+ * uppy.js has `uppySigner`, the `signRequest` of Uppy's `@uppy/aws-s3` (POST /api/uppy/sign).
  */
 
 export { OssgateError } from './upload/errors.js';
 export { DEFAULTS, Mode } from './upload/options.js';
 export { Status, Upload } from './upload/upload.js';
 export { Uploader } from './upload/uploader.js';
+export { uppySigner } from './upload/uppy.js';
 
 /** @typedef {import('./upload/credentials.js').Grant} Grant  the /api/sts-token answer */
 /** @typedef {import('./upload/errors.js').ErrorKind} ErrorKind  OssgateError.kind */
@@ -95,3 +97,6 @@ export { Uploader } from './upload/uploader.js';
 /** @typedef {import('./upload/uploader.js').DestinationList} DestinationList  destinations() */
 /** @typedef {import('./upload/uploader.js').AutoRule} AutoRule  of autoRule() */
 /** @typedef {import('./upload/limits.js').Limits} Limits  Grant.limits */
+/** @typedef {import('./upload/uppy.js').UppySignerOptions} UppySignerOptions  uppySigner() */
+/** @typedef {import('./upload/uppy.js').UppySignRequest} UppySignRequest  signRequest's ask */
+/** @typedef {import('./upload/uppy.js').UppySignedRequest} UppySignedRequest  its answer */

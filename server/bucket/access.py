@@ -44,7 +44,14 @@ def server_policy(destinations: Sequence[Destination], quarantine_prefix: str | 
         },
         {
             "Effect": "Allow",
-            "Action": ["oss:GetObject", "oss:DeleteObject"],
+            # ListParts and AbortMultipartUpload: POST /api/uppy/sign checks a multipart
+            # upload's size before it signs its completion, and aborts one over the limit.
+            "Action": [
+                "oss:GetObject",
+                "oss:DeleteObject",
+                "oss:ListParts",
+                "oss:AbortMultipartUpload",
+            ],
             "Resource": [f"acs:oss:*:*:{bucket}/{p}*" for p in prefixes],
         },
     ]

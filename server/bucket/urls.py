@@ -11,7 +11,7 @@ The page's Content-Security-Policy must allow exactly these origins.
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 
 def _is_ip(host: str) -> bool:
@@ -41,6 +41,19 @@ def form_url(bucket: str, region: str, endpoint: str | None) -> str:
     if host == "localhost" or _is_ip(host):
         return f"{parts.scheme}://{parts.netloc}/{bucket}"
     return f"{parts.scheme}://{bucket}.{parts.netloc}/"
+
+
+def object_url(bucket: str, region: str, endpoint: str | None, key: str) -> str:
+    """The URL of an object, as OSS names it in ``CompleteMultipartUploadResult/Location``
+    (path style where the endpoint's host cannot carry the bucket, as oss2 signs it)."""
+    path = quote(key, safe="/")
+    if endpoint is None:
+        return f"https://{bucket}.{region}.aliyuncs.com/{path}"
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    if host == "localhost" or _is_ip(host):
+        return f"{parts.scheme}://{parts.netloc}/{bucket}/{path}"
+    return f"{parts.scheme}://{bucket}.{parts.netloc}/{path}"
 
 
 def upload_origins(bucket: str, region: str, endpoint: str | None) -> tuple[str, ...]:

@@ -17,10 +17,13 @@ bucket, and records nothing the bucket does not hold.
 from __future__ import annotations
 
 import logging
+from xml.sax.saxutils import escape
 
 from flask import Blueprint, jsonify, request
 
+from server.bucket.urls import object_url
 from server.callbacks.binding import UnboundCallback, verify_binding
+from server.callbacks.params import QUERY_REPLY, REPLY_S3
 from server.callbacks.verify import CallbackError, verify_callback_request
 from server.destinations.catalog import UnknownDestination
 from server.destinations.destination import Destination
@@ -75,7 +78,33 @@ def oss_callback():
     evidence = Evidence(
         key=callback.object, owner=owner, source=SOURCE_CALLBACK, custom=callback.custom
     )
-    return jsonify(judge_for_answer(evidence, destination))
+    answer = judge_for_answer(evidence, destination)
+    if request.args.get(QUERY_REPLY) == REPLY_S3 and answer.get("status") == "recorded":
+        answer["s3"] = _s3_result(destination, answer)
+    return jsonify(answer)
+
+
+def _s3_result(destination: Destination, answer: dict) -> str:
+    """A ``CompleteMultipartUploadResult`` inside the JSON answer, for S3 clients.
+
+    OSS answers a CompleteMultipartUpload that carries a callback with the callback's answer
+    instead of its XML, and must get JSON from us; ``@uppy/aws-s3`` (``parseXml`` in
+    s3-client/utils.ts) finds the ``Location`` and ``Key`` elements wherever they are in the
+    body, so this one string field lets it finish the upload. Asked for by the callback URLs
+    ``POST /api/uppy/sign`` hands out (``QUERY_REPLY``); other answers are unchanged.
+    """
+    settings = services().settings
+    location = object_url(
+        destination.bucket, settings.oss_region, settings.oss_endpoint, answer["key"]
+    )
+    fields = (
+        ("Location", location),
+        ("Bucket", destination.bucket),
+        ("Key", answer["key"]),
+        ("ETag", answer["etag"]),
+    )
+    inner = "".join(f"<{name}>{escape(str(value))}</{name}>" for name, value in fields)
+    return f"<CompleteMultipartUploadResult>{inner}</CompleteMultipartUploadResult>"
 
 
 def _bound_grant(bucket: str, key: str) -> tuple[Destination, str]:

@@ -20,6 +20,13 @@ from server.auth.identity import UserKey
 from server.callbacks.binding import Binding, bind_url
 from server.destinations.destination import Destination
 
+#: A query parameter of the callback URL asking for an answer S3 clients can read as well:
+#: ``@uppy/aws-s3`` reads CompleteMultipartUpload's answer (which OSS replaces with the
+#: callback's) for ``<Location>`` and ``<Key>`` (server.callbacks.api). OSS signs the query,
+#: and it changes only the answer's shape, never who the callback is bound to.
+QUERY_REPLY = "ossgate_reply"
+REPLY_S3 = "s3"
+
 #: x-oss-callback and x-oss-callback-var are each limited to 5 KB (OSS "Callback" reference).
 MAX_ENCODED_PARAM_BYTES = 5 * 1024
 
@@ -72,10 +79,28 @@ def callback_options(destination: Destination, user: UserKey) -> dict | None:
     options["customValue"] = {"uid": user.key}
 
     for name, document in (
-        ("x-oss-callback", callback_document(options)),
+        # The longer of the two callbacks handed out: Uppy's URLs ask for the S3 answer too.
+        ("x-oss-callback", callback_document(with_s3_reply(options))),
         ("x-oss-callback-var", callback_variables(options)),
     ):
         size = len(encode_param(document))
         if size > MAX_ENCODED_PARAM_BYTES:
             raise CallbackTooLarge(f"{name} would be {size} bytes (OSS allows 5 KB)")
     return options
+
+
+def with_s3_reply(options: dict) -> dict:
+    """``options`` whose every callback URL also asks for the S3-readable answer."""
+    urls = [
+        f"{u}{'&' if '?' in u else '?'}{QUERY_REPLY}={REPLY_S3}" for u in options["url"].split(";")
+    ]
+    return {**options, "url": ";".join(urls)}
+
+
+def query_params(options: dict) -> dict[str, str]:
+    """The ``callback`` and ``callback-var`` query parameters of a presigned URL (OSS
+    "Callback": the same base64 JSON as the headers, for URLs that cannot carry headers)."""
+    return {
+        "callback": encode_param(callback_document(options)),
+        "callback-var": encode_param(callback_variables(options)),
+    }

@@ -46,6 +46,8 @@ SOURCE_CALLBACK = "callback"
 SOURCE_CONFIRM = "confirm"
 SOURCE_SWEEP = "sweep"
 SOURCE_RECONCILE = "reconcile"
+#: A multipart upload refused by ``POST /api/uppy/sign`` before it was completed.
+SOURCE_SIGNER = "signer"
 MAX_PAGE_SIZE = 100
 
 

@@ -183,6 +183,45 @@ def judge(
     return Verdict(outcome.record, changed=outcome.changed)
 
 
+def reject_unwritten(
+    *,
+    destination: Destination,
+    key: str,
+    owner: str,
+    size: int,
+    content_type: str,
+    source: str,
+    records: UploadRecords,
+) -> Verdict:
+    """Record the rejection of an upload refused before its object existed: too large.
+
+    A multipart upload whose parts add up to more than ``destination.max_bytes`` is refused
+    before it is completed (server.uppy), so there is no object to HEAD and no ETag: the record
+    has an empty ETag, and the same ``upload.rejected`` event as any other rejection is written
+    with it, so the host app hears of every refusal the same way.
+    """
+    message = (
+        f"{human_size(size)} is over the {human_size(destination.max_bytes)} limit; "
+        "the upload was aborted"
+    )
+    outcome = records.record_upload(
+        bucket=destination.bucket,
+        key=key,
+        etag="",
+        size=size,
+        content_type=content_type,
+        owner=owner,
+        destination=destination.name,
+        source=source,
+        status=STATUS_REJECTED,
+        reason=REASON_TOO_LARGE,
+        message=message,
+        on_change=record_event,
+    )
+    log.info("upload rejected before completion (%s): %s", REASON_TOO_LARGE, key)
+    return Verdict(outcome.record, changed=outcome.changed)
+
+
 def _dispose(bucket: oss2.Bucket, key: str, disposal: Disposal) -> None:
     """Delete the rejected object, or copy it under the quarantine prefix and then delete it."""
     if disposal.action == ACTION_QUARANTINE:

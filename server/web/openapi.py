@@ -14,6 +14,13 @@ from server.post_policy.request import (
     MAX_FILENAME_CHARS,
 )
 from server.uploads.verdicts import REASONS
+from server.uppy.requests import (
+    MAX_KEY_CHARS,
+    MAX_PART_NUMBER,
+    MAX_UPLOAD_ID_CHARS,
+    METHODS,
+    OPERATIONS,
+)
 
 bp = Blueprint("openapi", __name__)
 
@@ -156,7 +163,10 @@ _SCHEMAS: dict = {
             "status": {"type": "string", "enum": ["accepted", "rejected"]},
             "reason": {"type": "string", "enum": list(REASONS)},
             "message": {"type": "string"},
-            "source": {"type": "string", "enum": ["callback", "confirm", "sweep", "reconcile"]},
+            "source": {
+                "type": "string",
+                "enum": ["callback", "confirm", "sweep", "reconcile", "signer"],
+            },
             "custom": {"type": "object", "additionalProperties": {"type": "string"}},
             "createdAt": {"type": "string", "format": "date-time"},
             "updatedAt": {"type": "string", "format": "date-time"},
@@ -587,12 +597,115 @@ def _post_policy_operation(max_bytes: int) -> dict:
     }
 
 
+_UPPY_PAGE = {
+    "get": {
+        "summary": "The upload page with Uppy's Dashboard (POST /api/uppy/sign)",
+        "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+    }
+}
+
+_UPPY_SIGN = {
+    "post": {
+        "summary": "An OSS V4 presigned URL for one request of Uppy's @uppy/aws-s3 (signRequest)",
+        "description": (
+            "The body is what @uppy/aws-s3 passes to signRequest ({method, key, uploadId?, "
+            "partNumber?}), optionally with the operation and what the caller knows of the "
+            "file. The URL is signed with the caller's STS credentials and lives a few "
+            "minutes. For putObject and createMultipartUpload the server chooses the key "
+            "(returned as `key`); any other request must name a key under the caller's "
+            "prefix. putObject and completeMultipartUpload carry the upload callback. A "
+            "multipart upload whose parts exceed the destination's limit is aborted, recorded "
+            "as rejected and refused (413) instead of signed."
+        ),
+        "security": [{"bearer": []}],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["method"],
+                        "properties": {
+                            "method": {"type": "string", "enum": list(METHODS)},
+                            "operation": {"type": "string", "enum": list(OPERATIONS)},
+                            "key": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
+                            "uploadId": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": MAX_UPLOAD_ID_CHARS,
+                            },
+                            "partNumber": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_PART_NUMBER,
+                            },
+                            "destination": _DESTINATION_FIELD,
+                            "filename": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": MAX_FILENAME_CHARS,
+                            },
+                            "contentType": {
+                                "type": "string",
+                                "maxLength": MAX_CONTENT_TYPE_CHARS,
+                                "pattern": CONTENT_TYPE_PATTERN,
+                            },
+                            "size": {"type": "integer", "minimum": 0},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "The signed URL (Cache-Control: no-store)",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": [
+                                "url",
+                                "key",
+                                "method",
+                                "operation",
+                                "expiresAt",
+                                "destination",
+                            ],
+                            "properties": {
+                                "url": {"type": "string"},
+                                "key": {"type": "string"},
+                                "method": {"type": "string", "enum": list(METHODS)},
+                                "operation": {"type": "string", "enum": list(OPERATIONS)},
+                                "expiresAt": {"type": "string", "format": "date-time"},
+                                "destination": {"type": "string"},
+                            },
+                        }
+                    }
+                },
+            },
+            "400": _error_response("Malformed request, or not an operation ossgate signs."),
+            "403": _error_response(
+                "The key is outside the caller's prefix, or the destination is not theirs."
+            ),
+            "404": _error_response("No such destination, or no such multipart upload."),
+            "413": _error_response("The declared size, or the upload's parts, over the limit."),
+            "415": _error_response("Content type not allowed, or the body is not JSON."),
+            "401": _UNAUTHORIZED,
+            "500": _TOKEN_RESPONSES["500"],
+            "503": _error_response("STS or the bucket unreachable.", retry_after=True),
+        },
+    }
+}
+
+
 def document() -> dict:
     """The OpenAPI document for this app (the dev login only when it is enabled)."""
     paths = dict(_PATHS)
     paths["/api/sts-token"] = {"post": _TOKEN_OPERATION, "get": _TOKEN_GET_OPERATION}
     largest = max(d.max_bytes for d in current_app.extensions["ossgate"].destinations)
     paths["/api/post-policy"] = _post_policy_operation(largest)
+    paths["/api/uppy/sign"] = _UPPY_SIGN
+    paths["/uppy"] = _UPPY_PAGE
     if "dev_login" in current_app.blueprints:
         paths["/api/dev/login"] = _DEV_LOGIN
     return {

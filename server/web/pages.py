@@ -31,9 +31,17 @@ bp = Blueprint("pages", __name__)
 
 #: Where ``make`` copies the npm ``ali-oss`` browser bundle (never committed).
 VENDOR_BUNDLE = "vendor/aliyun-oss-sdk.min.js"
+#: Where ``make`` copies the npm ``uppy`` bundle and its styles, for the page at ``/uppy``.
+UPPY_BUNDLE = "vendor/uppy.min.js"
+UPPY_STYLES = "vendor/uppy.min.css"
 #: The files another origin's page may load (``static/``-relative): the upload module's entry,
-#: its parts and the ali-oss bundle it needs; not the page's own code (app.js, i18n.js).
-MODULE_FILES = r"(?:ossgate-upload\.js|upload/[A-Za-z0-9_-]+\.js|vendor/aliyun-oss-sdk\.min\.js)"
+#: its parts, the ali-oss bundle it needs and the Uppy bundle (classic, ES module and styles,
+#: for ``<script crossorigin>``, ``import`` and ``<link crossorigin>``); not the page's own
+#: code (app.js, i18n.js, uppy-page.js).
+MODULE_FILES = (
+    r"(?:ossgate-upload\.js|upload/[A-Za-z0-9_-]+\.js|vendor/aliyun-oss-sdk\.min\.js"
+    r"|vendor/uppy\.min\.(?:js|mjs|css))"
+)
 #: The emulator settings the demo page may show; the root secret is never among them.
 _SHOWN_EMULATOR_SETTINGS = (
     "OSSGATE_OSS_ENDPOINT",
@@ -136,6 +144,38 @@ def index() -> Response:
     )
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = content_security_policy(settings, sdk)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.get("/uppy")
+def uppy_page() -> Response:
+    """Uppy's Dashboard uploading through ``POST /api/uppy/sign`` (static/uppy-page.js).
+
+    The same sign-in as ``/`` (the demo login or a host application's token) and the same
+    strict policy, plus ``blob:`` images: the Dashboard previews chosen pictures from blobs.
+    """
+    settings: Settings = current_app.config["OSSGATE"]
+    static = current_app.static_folder
+    present = static is not None and (Path(static) / UPPY_BUNDLE).is_file()
+    if not present and not current_app.config.get("_OSSGATE_UPPY_WARNED"):
+        current_app.config["_OSSGATE_UPPY_WARNED"] = True
+        log.warning("static/%s is missing: run `make` to copy the Uppy bundle", UPPY_BUNDLE)
+    html = render_template(
+        "uppy.html",
+        uppy_js=UPPY_BUNDLE,
+        uppy_css=UPPY_STYLES,
+        dev_login=bool(settings.dev_users),
+        login_url=url_for("dev_login.login") if settings.dev_users else "",
+        base_url=url_for("pages.index"),
+        message_origins=" ".join(message_origins(settings)),
+    )
+    response = Response(html, mimetype="text/html")
+    policy = content_security_policy(settings, SdkSource("", None, None))
+    response.headers["Content-Security-Policy"] = policy.replace(
+        "img-src 'self' data:", "img-src 'self' data: blob:"
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

@@ -206,3 +206,86 @@ def test_callback_to_a_non_loopback_address_is_not_attempted(emulator: Emulator)
     result = root_bucket(emulator).put_object("cb/remote.txt", b"kept", headers=headers)
     assert result.status == 203
     assert root_bucket(emulator).object_exists("cb/remote.txt")
+
+
+# -- callback parameters in a presigned URL's query ------------------------------------------
+
+
+def _query_callback(receiver_url: str) -> dict[str, str]:
+    """``callback`` / ``callback-var`` query parameters: OSS "Callback" allows them in the URL
+    (the same base64 JSON as the headers) for clients that cannot send headers."""
+    headers = callback_headers(
+        {"callbackUrl": receiver_url, "callbackBody": FORM_BODY}, {"x:uid": "query"}
+    )
+    return {"callback": headers["x-oss-callback"], "callback-var": headers["x-oss-callback-var"]}
+
+
+def test_a_presigned_v4_put_with_the_callback_in_its_query_calls_back(
+    emulator: Emulator, callback_receiver: CallbackReceiver
+) -> None:
+    callback_receiver.body = b'{"via": "query"}'
+    bucket = root_bucket(emulator)
+    url = bucket.sign_url(
+        "PUT",
+        "cb/query.txt",
+        300,
+        headers={"Content-Type": "text/plain"},
+        params=_query_callback(callback_receiver.url),
+    )
+    assert "x-oss-signature-version=OSS4-HMAC-SHA256" in url
+
+    response = requests.put(url, data=b"q", headers={"Content-Type": "text/plain"}, timeout=10)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"via": "query"}
+    assert response.headers["ETag"]  # what Uppy reads of a PUT
+    (received,) = callback_receiver.received
+    _verify_signature(received)
+    fields = {k: v[0] for k, v in parse_qs(received.body.decode()).items()}
+    assert (fields["object"], fields["uid"], fields["size"]) == ("cb/query.txt", "query", "1")
+
+
+def test_a_presigned_complete_with_the_callback_in_its_query_calls_back(
+    emulator: Emulator, callback_receiver: CallbackReceiver
+) -> None:
+    """The multipart calls as @uppy/aws-s3 sends them: presigned V4 URLs, query auth only."""
+    bucket = root_bucket(emulator)
+    key = "cb/query-multipart.bin"
+    initiate = bucket.sign_url(
+        "POST",
+        key,
+        300,
+        headers={"Content-Type": "application/octet-stream"},
+        params={"uploads": ""},
+    )
+    answer = requests.post(
+        initiate, headers={"Content-Type": "application/octet-stream"}, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    upload_id = answer.text.split("<UploadId>")[1].split("</UploadId>")[0]
+    part_url = bucket.sign_url("PUT", key, 300, params={"uploadId": upload_id, "partNumber": "1"})
+    part = requests.put(part_url, data=b"p" * 1000, timeout=10)
+    assert part.status_code == 200, part.text
+    etag = part.headers["ETag"]
+    complete = bucket.sign_url(
+        "POST",
+        key,
+        300,
+        headers={"Content-Type": "application/xml"},
+        params={"uploadId": upload_id, **_query_callback(callback_receiver.url)},
+    )
+    body = (
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>"
+        f"<ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+    )
+
+    done = requests.post(
+        complete, data=body, headers={"Content-Type": "application/xml"}, timeout=10
+    )
+
+    assert done.status_code == 200, done.text
+    assert done.json() == {"Status": "OK"}  # the callback's answer replaces the XML
+    (received,) = callback_receiver.received
+    fields = {k: v[0] for k, v in parse_qs(received.body.decode()).items()}
+    assert (fields["object"], fields["size"]) == (key, "1000")
+    assert bucket.get_object(key).read() == b"p" * 1000

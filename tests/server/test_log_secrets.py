@@ -11,6 +11,7 @@ import base64
 import json
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -82,6 +83,14 @@ def test_no_secret_reaches_the_logs(fresh_emulator: Emulator, tmp_path: Path) ->
             timeout=10,
         ).json()
         used.add(policy["fields"]["x-oss-signature"])
+        signed = requests.post(
+            f"{app.url}/api/uppy/sign",
+            headers=bearer(jwt_for("alice")),
+            json={"method": "PUT", "key": "a.txt", "contentType": "text/plain"},
+            timeout=10,
+        ).json()
+        query = parse_qs(urlsplit(signed["url"]).query)
+        used |= {query["x-oss-signature"][0], query["x-oss-security-token"][0]}
 
     text = app.log.read_text()
     lines = [line for line in text.splitlines() if line.startswith("{")]
