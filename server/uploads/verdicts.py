@@ -218,6 +218,8 @@ def reject_unwritten(
         message=message,
         on_change=record_event,
     )
+    if outcome.changed:
+        metrics.count_verdict(STATUS_REJECTED, REASON_TOO_LARGE, source)
     log.info("upload rejected before completion (%s): %s", REASON_TOO_LARGE, key)
     return Verdict(outcome.record, changed=outcome.changed)
 

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import oss2
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from server import create_app
 from server.auth.identity import user_key
@@ -253,14 +254,28 @@ def test_a_declared_size_over_the_limit_is_refused(uppy_app: Served) -> None:
     assert response.status_code == 413
 
 
+def _signer_rejections(served: Served) -> float:
+    """``ossgate_verdicts_total`` for rejections the signer made, from a real scrape."""
+    text = requests.get(f"{served.url}/metrics", timeout=10).text
+    labels = {"outcome": "rejected", "reason": "too_large", "source": "signer"}
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "ossgate_verdicts_total" and sample.labels == labels
+    )
+
+
 def test_completing_an_upload_over_the_limit_is_refused_aborted_and_recorded(
     uppy_app: Served, emulator: Emulator
 ) -> None:
     key, upload_id = start_multipart(uppy_app, "huge.bin")
     upload_parts(uppy_app, key, upload_id, [b"h" * PART, b"i" * PART])
+    rejections_before = _signer_rejections(uppy_app)
 
     response = ask(uppy_app, method="POST", key=key, uploadId=upload_id)
     assert response.status_code == 413, response.text
+    assert _signer_rejections(uppy_app) == rejections_before + 1  # counted like any verdict
     assert response.json()["error"]["code"] == "too_large"
 
     # Aborted: no parts left, and no object.
