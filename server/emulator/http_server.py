@@ -46,6 +46,8 @@ LISTEN_BACKLOG = 128
 #: Seconds a connection may stay silent, idle between requests or mid-body, before it is closed.
 SOCKET_TIMEOUT = 30
 
+#: Seconds between the connection loop's checks for idle connections and for stop().
+POLL_INTERVAL = 0.05
 #: The most of an unread chunked request body read after the answer to keep the connection.
 MAX_DRAINED_BYTES = 1024 * 1024
 _DRAIN_CHUNK = 64 * 1024
@@ -143,6 +145,8 @@ class HTTPServer:
         )
         self._server.gateway = _Gateway
         self._server.keep_alive_conn_limit = KEEP_ALIVE_CONNECTIONS
+        # How often the connection loop wakes without traffic: the most stop() waits for it.
+        self._server.expiration_interval = POLL_INTERVAL
         self._server.log_requests = not quiet
         try:
             self._server.prepare()

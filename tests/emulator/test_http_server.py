@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import oss2
 import pytest
 
-from server.emulator.http_server import SERVER_NAME
+from server.emulator.http_server import MIN_THREADS, SERVER_NAME, HTTPServer
 from server.emulator.runner import Emulator
 from tests.support import root_bucket
 
@@ -151,3 +151,40 @@ def test_expect_100_continue_is_answered_before_the_body(fresh_emulator: Emulato
         conn.close()
     assert response.status == 200, response.reason
     assert bucket.get_object("expect/continue.bin").read() == body
+
+
+def test_the_worker_pool_grows_when_every_worker_is_busy() -> None:
+    """More requests waiting on each other than the server starts workers for: an upload
+    callback holds its worker while the app it calls asks the emulator for a HEAD. A fixed
+    pool would never answer them; this one grows until every request has a worker."""
+    waiting = MIN_THREADS + 4
+    barrier = threading.Barrier(waiting, timeout=20)
+
+    def app(environ, start_response):
+        barrier.wait()  # raises BrokenBarrierError (and the request fails) on timeout
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    server = HTTPServer("127.0.0.1", 0, app)
+    server.start()
+    statuses: list[int] = []
+
+    def fetch() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+        finally:
+            conn.close()
+
+    clients = [threading.Thread(target=fetch) for _ in range(waiting)]
+    try:
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(timeout=30)
+    finally:
+        server.stop()
+    assert statuses == [200] * waiting
