@@ -66,8 +66,8 @@ class _Gateway(wsgi.Gateway_10):
         path = unquote_to_bytes(raw_path).decode("latin-1")
         environ["PATH_INFO"] = path if path.startswith("/") else "/" + path
         environ[SOCKET_KEY] = self.req.conn.socket
-        host = self.req.server.bind_addr[0]
-        environ["SERVER_NAME"] = host  # cheroot puts its Server header there
+        # cheroot puts the Server header's value (AliyunOSS) there; WSGI means the host.
+        environ["SERVER_NAME"] = self.req.server.bind_addr[0]
         return environ
 
     def respond(self) -> None:
