@@ -125,8 +125,13 @@ class MultipartOperations(ObjectOperations):
         self._check_overwrite(call, key)
         joined = b"".join(bytes.fromhex(p.md5_digest) for p in chosen)
         etag = hashlib.md5(joined).hexdigest().upper() + f"-{len(chosen)}"  # noqa: S324
-        written = self.store.assemble(upload.upload_id, chosen)
-        image_info = image_info_of(written.path, upload.content_type) if callback else None
+        try:
+            written = self.store.assemble(upload.upload_id, chosen)
+        except FileNotFoundError:
+            # Aborted (or completed by another request) since the parts were listed.
+            self._upload(call)  # raises NoSuchUpload
+            raise
+        image_info = image_info_of(written, upload.content_type) if callback else None
         obj = self.store.commit(
             key,
             written,

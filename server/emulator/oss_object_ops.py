@@ -7,7 +7,6 @@ import mimetypes
 import re
 import time
 from email.utils import formatdate
-from pathlib import Path
 
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
@@ -23,7 +22,7 @@ from server.emulator.callback import (
 from server.emulator.image_info import sniff_image_info
 from server.emulator.oss_call import MAX_PUT_SIZE, TOO_LARGE, Call, OperationBase
 from server.emulator.oss_errors import OSSError
-from server.emulator.storage import IncompleteBody, StoredObject, iter_file
+from server.emulator.storage import IncompleteBody, StoredObject, Written, iter_file
 
 _USER_META = re.compile(r"^x-oss-meta-", re.IGNORECASE)
 #: Standard headers stored with an object and returned on GetObject (OSS PutObject reference).
@@ -34,11 +33,11 @@ def http_date(epoch: float) -> str:
     return formatdate(epoch, usegmt=True)
 
 
-def image_info_of(path: Path, content_type: str) -> dict[str, str] | None:
-    """``${imageInfo.*}`` of a received, not yet committed file (images only, like OSS)."""
+def image_info_of(written: Written, content_type: str) -> dict[str, str] | None:
+    """``${imageInfo.*}`` of received, not yet committed bytes (images only, like OSS)."""
     if not content_type.startswith("image/"):
         return None
-    with open(path, "rb") as f:
+    with written.open() as f:
         return sniff_image_info(f)
 
 
@@ -132,7 +131,7 @@ class ObjectOperations(OperationBase):
         image info, read from the bytes before the commit (see ``_finish_write``).
         """
         md5_b64 = base64.b64encode(written.md5).decode()
-        image_info = image_info_of(written.path, content_type) if callback is not None else None
+        image_info = image_info_of(written, content_type) if callback is not None else None
         obj = self.store.commit(
             key,
             written,

@@ -1,40 +1,24 @@
 """Run the emulator's two services (OSS and STS) on local ports, in threads.
 
 Used by ``ossgate emulator`` (in the foreground), ``ossgate demo`` and the test fixtures (in
-the background). Port 0 picks a free port, which is how the tests run several at once.
+the background). Port 0 picks a free port, which is how the tests run several at once. Each
+service has its own HTTP/1.1 keep-alive server (``http_server``).
 """
 
 from __future__ import annotations
 
-import errno
-import threading
 from dataclasses import replace
 from pathlib import Path
-
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from server.emulator.callback import CallbackSigner
 from server.emulator.config import EmulatorConfig
 from server.emulator.faults import FaultKnobs
+from server.emulator.http_server import HTTPServer, WSGIApp
 from server.emulator.oss_app import PUBLIC_KEY_PATH, OSSApp
 from server.emulator.oss_identity import make_resolver
 from server.emulator.storage import BucketStore
 from server.emulator.sts_app import create_sts_app
 from server.emulator.tokens import TokenAuthority
-
-
-class _Handler(WSGIRequestHandler):
-    """Werkzeug's handler, answering as ``Server: AliyunOSS`` like the real endpoints."""
-
-    def version_string(self) -> str:
-        return "AliyunOSS"
-
-
-class _QuietHandler(_Handler):
-    """Without a log line per request, so the demo's terminal stays readable."""
-
-    def log_request(self, *args, **kwargs) -> None:
-        pass
 
 
 class Emulator:
@@ -52,9 +36,9 @@ class Emulator:
         self.allow_remote_callbacks = allow_remote_callbacks
         self.callback_timeout = callback_timeout
         self.faults = FaultKnobs()
-        self._handler = _QuietHandler if quiet else _Handler
-        self._servers: list[BaseWSGIServer] = []
-        self._threads: list[threading.Thread] = []
+        # quiet: no log line per request, so the demo's terminal stays readable.
+        self._quiet = quiet
+        self._servers: list[HTTPServer] = []
         self.oss_app: OSSApp | None = None
 
     def start(self) -> Emulator:
@@ -70,11 +54,9 @@ class Emulator:
             # The OSS app needs its own port for the public-key URL, so bind before building it.
             oss_server = self._bind(self.config.oss_port, self._serve_oss)
         except OSError:
-            sts_server.server_close()
+            sts_server.stop()
             raise
-        self.config = replace(
-            self.config, oss_port=oss_server.server_port, sts_port=sts_server.server_port
-        )
+        self.config = replace(self.config, oss_port=oss_server.port, sts_port=sts_server.port)
         self.oss_app = OSSApp(
             self.config,
             store,
@@ -85,12 +67,8 @@ class Emulator:
             callback_timeout=self.callback_timeout,
         )
         for server in (sts_server, oss_server):
-            thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-            )
-            thread.start()
+            server.start()
             self._servers.append(server)
-            self._threads.append(thread)
         return self
 
     def _serve_oss(self, environ, start_response):
@@ -99,23 +77,14 @@ class Emulator:
         assert app is not None, "the OSS server serves only once start() has built its app"
         return app(environ, start_response)
 
-    def _bind(self, port: int, app) -> BaseWSGIServer:
-        """Listen on ``port``; a busy port is an OSError naming it (werkzeug would exit)."""
-        try:
-            return make_server(
-                self.config.host, port, app, threaded=True, request_handler=self._handler
-            )
-        except SystemExit:
-            raise OSError(errno.EADDRINUSE, f"port {port} is already in use") from None
+    def _bind(self, port: int, app: WSGIApp) -> HTTPServer:
+        """Listen on ``port``; a busy port is an OSError naming it."""
+        return HTTPServer(self.config.host, port, app, quiet=self._quiet)
 
     def stop(self) -> None:
         for server in self._servers:
-            server.shutdown()
-            server.server_close()
-        for thread in self._threads:
-            thread.join(timeout=5)
+            server.stop()
         self._servers.clear()
-        self._threads.clear()
 
     def __enter__(self) -> Emulator:
         return self.start()

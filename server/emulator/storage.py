@@ -2,7 +2,8 @@
 
 Layout under ``data_dir/buckets/<bucket>/``::
 
-    objects/<sha256(key)>.json        metadata (ACL included); ``blob`` names the data file
+    objects/<sha256(key)>.json        metadata (ACL included); ``blob`` names the data file, or
+                                      ``segments`` the data files of a multipart object
     blobs/<random>.data               object bytes, never rewritten in place
     multipart/<upload id>/upload.json initiate-time metadata
     multipart/<upload id>/<n>.part    part bytes; <n>.json its ETag and size
@@ -16,13 +17,25 @@ removes; a crash after it leaves the complete new object. Readers open the blob 
 metadata they read, so a concurrent overwrite never mixes two versions. Changing an object's ACL
 rewrites only its metadata file, the same atomic way; bucket configuration documents are
 replaced atomically too.
+
+A completed multipart object is not copied into one file: its parts' files are hard-linked into
+``blobs/`` (no byte is copied; on a file system without hard links each part is copied once)
+and its metadata lists them in order as ``segments``, so the object is their concatenation,
+read through ``open_blob`` like any other. Its CRC-64 is combined from the parts' CRCs
+(``crc64.combine``). The same commit point holds: the links are made first, the metadata
+replace commits them all at once, and the start-up clean-up removes links that a crash left
+unreferenced. Deleting or overwriting the object removes its segments; aborting an upload, or
+completing it, removes the upload's own names for the part files.
 """
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import contextlib
 import hashlib
+import io
+import itertools
 import json
 import os
 import secrets
@@ -65,6 +78,17 @@ class StoredObject:
     user_meta: dict[str, str] = field(default_factory=dict)  # x-oss-meta-* without the prefix
     headers: dict[str, str] = field(default_factory=dict)  # Cache-Control, Content-Disposition…
     acl: str = "default"  # x-oss-object-acl (oss_acl); "default" inherits the bucket's
+    #: A multipart object's data files and their sizes, in order ((): one file, ``blob``).
+    segments: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def from_json(cls, data: dict) -> StoredObject:
+        segments = tuple((str(name), int(size)) for name, size in data.pop("segments", ()))
+        return cls(**data, segments=segments)
+
+    def blob_names(self) -> tuple[str, ...]:
+        """The names of the files under ``blobs/`` holding the object's bytes, in order."""
+        return tuple(name for name, _ in self.segments) if self.segments else (self.blob,)
 
 
 @dataclass(frozen=True)
@@ -113,14 +137,112 @@ def _write_json_atomically(path: Path, data: dict) -> None:
 
 
 @dataclass
-class _Written:
+class Written:
+    """Bytes on disk not yet committed as an object: one file, or (``segments``) several whose
+    concatenation is the object, ``path`` then being the first."""
+
     path: Path
     size: int
     md5: bytes
     crc64: int = crc64.INITIAL
+    segments: tuple[tuple[Path, int], ...] = ()
+
+    def paths(self) -> tuple[Path, ...]:
+        return tuple(path for path, _ in self.segments) if self.segments else (self.path,)
+
+    def open(self) -> BinaryIO:
+        """The bytes, to read before the commit (image info for a callback)."""
+        if not self.segments:
+            return open(self.path, "rb")  # noqa: SIM115 - caller closes
+        return _open_concatenation(self.segments)
 
 
-def _stream_to_new_file(directory: Path, source: Readable, limit: int | None) -> _Written:
+class _Concatenation(io.RawIOBase):
+    """Open files read as one: a multipart object's segments, seekable for ranged GETs.
+
+    Every file is opened up front, so a concurrent overwrite that deletes the segments right
+    after cannot cut a reader short, as for a single blob.
+    """
+
+    def __init__(self, files: builtins.list[BinaryIO], sizes: builtins.list[int]) -> None:
+        super().__init__()
+        self._files = files
+        self._starts = builtins.list(itertools.accumulate(sizes, initial=0))
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        end = self._starts[-1]
+        if self._position >= end:
+            return 0
+        # The last segment starting at or before the position: never an empty one before end.
+        index = bisect.bisect_right(self._starts, self._position) - 1
+        wanted = min(len(buffer), self._starts[index + 1] - self._position)
+        segment = self._files[index]
+        segment.seek(self._position - self._starts[index])
+        count = segment.readinto(memoryview(buffer)[:wanted])  # type: ignore[attr-defined]
+        self._position += count or 0
+        return count or 0
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._starts[-1]}
+        position = base[whence] + offset
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._position = position
+        return position
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        if not self.closed:
+            for f in self._files:
+                f.close()
+        super().close()
+
+
+def _open_concatenation(segments: tuple[tuple[Path, int], ...]) -> BinaryIO:
+    files: builtins.list[BinaryIO] = []
+    try:
+        for path, _ in segments:
+            files.append(open(path, "rb", buffering=0))  # noqa: SIM115 - closed by the reader
+    except BaseException:
+        for f in files:
+            f.close()
+        raise
+    raw = _Concatenation(files, [size for _, size in segments])
+    return io.BufferedReader(raw, buffer_size=_CHUNK)
+
+
+def _crc_of_file(path: Path) -> int:
+    crc = crc64.INITIAL
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            crc = crc64.update(chunk, crc)
+    return crc
+
+
+def _link_or_copy(source: Path, directory: Path) -> Path:
+    """A new name in ``directory`` for the bytes of ``source``: a hard link, or where the file
+    system has none a fsynced copy. ``FileNotFoundError`` when ``source`` is gone."""
+    target = directory / f".tmp-{secrets.token_hex(16)}.data"
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        with open(source, "rb") as f:
+            return _stream_to_new_file(directory, f, None).path
+    return target
+
+
+def _stream_to_new_file(directory: Path, source: Readable, limit: int | None) -> Written:
     """Copy ``source`` into a fresh file, hashing as it goes; fsync before returning.
 
     ``limit`` is the number of bytes to read (the request's Content-Length) so a client that
@@ -150,7 +272,7 @@ def _stream_to_new_file(directory: Path, source: Readable, limit: int | None) ->
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return _Written(Path(tmp), size, digest.digest(), crc)
+    return Written(Path(tmp), size, digest.digest(), crc)
 
 
 class IncompleteBody(Exception):
@@ -181,12 +303,12 @@ class BucketStore:
         """Read every metadata file and drop blobs no metadata points at (crash leftovers)."""
         for meta_file in self._objects.glob("*.json"):
             try:
-                obj = StoredObject(**json.loads(meta_file.read_text(encoding="utf-8")))
+                obj = StoredObject.from_json(json.loads(meta_file.read_text(encoding="utf-8")))
             except (ValueError, TypeError):
                 continue
-            if (self._blobs / obj.blob).exists():
+            if all((self._blobs / name).exists() for name in obj.blob_names()):
                 self._index[obj.key] = obj
-        referenced = {o.blob for o in self._index.values()}
+        referenced = {name for o in self._index.values() for name in o.blob_names()}
         for blob in self._blobs.iterdir():
             if blob.name not in referenced:
                 blob.unlink(missing_ok=True)
@@ -202,7 +324,16 @@ class BucketStore:
             return self._index.get(key)
 
     def open_blob(self, obj: StoredObject) -> BinaryIO:
+        """The object's bytes; a multipart object's segments read as one file."""
+        if obj.segments:
+            return _open_concatenation(
+                tuple((self._blobs / name, size) for name, size in obj.segments)
+            )
         return open(self._blobs / obj.blob, "rb")  # noqa: SIM115 - caller closes (streamed)
+
+    def _unlink_blobs(self, obj: StoredObject) -> None:
+        for name in obj.blob_names():
+            (self._blobs / name).unlink(missing_ok=True)
 
     def open_current(self, key: str) -> tuple[StoredObject, BinaryIO] | None:
         """The current version of ``key`` and its bytes, opened together.
@@ -220,12 +351,13 @@ class BucketStore:
                 continue
         raise OSError(f"{key!r} kept changing while being opened")
 
-    def link_current(self, key: str) -> tuple[StoredObject, _Written] | None:
+    def link_current(self, key: str) -> tuple[StoredObject, Written] | None:
         """The current version of ``key`` and a new, not yet committed blob with its bytes.
 
         Blobs are never rewritten in place, so the new blob is a hard link to the source's
-        (no bytes are copied, as OSS copies within a bucket without copying data); where the
-        file system has no hard links the bytes are copied and fsynced. Either way the copy
+        (no bytes are copied, as OSS copies within a bucket without copying data; a multipart
+        object's segments are each linked); where the file system has no hard links the bytes
+        are copied and fsynced. Either way the copy
         is committed with ``commit`` like a received upload, and a crash before that leaves
         only an unreferenced blob, which the next start removes. As in ``open_current``, a
         concurrent overwrite may delete the blob named by metadata read a moment earlier:
@@ -235,22 +367,22 @@ class BucketStore:
             obj = self.get(key)
             if obj is None:
                 return None
-            target = self._blobs / f".tmp-{secrets.token_hex(16)}.data"
+            linked: builtins.list[tuple[Path, int]] = []
             try:
-                os.link(self._blobs / obj.blob, target)
+                if obj.segments:
+                    for name, size in obj.segments:
+                        linked.append((_link_or_copy(self._blobs / name, self._blobs), size))
+                    return obj, Written(linked[0][0], obj.size, b"", segments=tuple(linked))
+                return obj, Written(
+                    _link_or_copy(self._blobs / obj.blob, self._blobs), obj.size, b""
+                )
             except FileNotFoundError:
+                for path, _ in linked:
+                    path.unlink(missing_ok=True)
                 continue
-            except OSError:
-                try:
-                    with self.open_blob(obj) as source:
-                        copied = _stream_to_new_file(self._blobs, source, None)
-                except FileNotFoundError:
-                    continue
-                target = copied.path
-            return obj, _Written(target, obj.size, b"")
         raise OSError(f"{key!r} kept changing while being copied")
 
-    def receive(self, source: Readable, length: int | None) -> _Written:
+    def receive(self, source: Readable, length: int | None) -> Written:
         """Stream a request body into a new, not yet committed blob."""
         written = _stream_to_new_file(self._blobs, source, length)
         if length is not None and written.size != length:
@@ -258,26 +390,33 @@ class BucketStore:
             raise IncompleteBody(f"expected {length} bytes, got {written.size}")
         return written
 
-    def discard(self, written: _Written) -> None:
-        written.path.unlink(missing_ok=True)
+    def discard(self, written: Written) -> None:
+        for path in written.paths():
+            path.unlink(missing_ok=True)
 
-    def commit(self, key: str, written: _Written, **fields) -> StoredObject:
+    def commit(self, key: str, written: Written, **fields) -> StoredObject:
         """Make a received blob the current version of ``key`` (the atomic step).
 
         ``fields`` are the other ``StoredObject`` fields; ``crc64`` among them overrides the
         value computed while receiving (a copy carries its source's, see ``link_current``).
         """
-        blob_name = secrets.token_hex(16) + ".data"
-        os.replace(written.path, self._blobs / blob_name)
+        names = []
+        for path in written.paths():
+            names.append(secrets.token_hex(16) + ".data")
+            os.replace(path, self._blobs / names[-1])
         _fsync_dir(self._blobs)
         fields.setdefault("crc64", crc64.header_value(written.crc64))
-        obj = StoredObject(key=key, size=written.size, blob=blob_name, **fields)
+        if written.segments:
+            segments = tuple(zip(names, (size for _, size in written.segments), strict=True))
+            obj = StoredObject(key=key, size=written.size, blob="", segments=segments, **fields)
+        else:
+            obj = StoredObject(key=key, size=written.size, blob=names[0], **fields)
         with self._lock:
             old = self._index.get(key)
             _write_json_atomically(self._meta_path(key), asdict(obj))
             self._index[key] = obj
         if old is not None:
-            (self._blobs / old.blob).unlink(missing_ok=True)
+            self._unlink_blobs(old)
         return obj
 
     def set_acl(self, key: str, acl: str) -> StoredObject | None:
@@ -301,7 +440,7 @@ class BucketStore:
                 return False
             self._meta_path(key).unlink(missing_ok=True)
             _fsync_dir(self._objects)
-        (self._blobs / old.blob).unlink(missing_ok=True)
+        self._unlink_blobs(old)
         return True
 
     def list(self, prefix: str = "") -> list[StoredObject]:
@@ -356,7 +495,7 @@ class BucketStore:
         uploads.sort(key=lambda u: (u.key.encode("utf-8"), u.initiated))
         return uploads
 
-    def put_part(self, upload_id: str, number: int, written: _Written) -> StoredPart:
+    def put_part(self, upload_id: str, number: int, written: Written) -> StoredPart:
         directory = self._upload_dir(upload_id)
         part = StoredPart(
             number=number,
@@ -370,7 +509,7 @@ class BucketStore:
         _write_json_atomically(directory / f"{number}.json", asdict(part))
         return part
 
-    def receive_part(self, upload_id: str, source: Readable, length: int | None) -> _Written:
+    def receive_part(self, upload_id: str, source: Readable, length: int | None) -> Written:
         written = _stream_to_new_file(self._upload_dir(upload_id), source, length)
         if length is not None and written.size != length:
             written.path.unlink(missing_ok=True)
@@ -388,28 +527,30 @@ class BucketStore:
         parts.sort(key=lambda p: p.number)
         return parts
 
-    def assemble(self, upload_id: str, parts: builtins.list[StoredPart]) -> _Written:
-        """Concatenate the chosen parts into a new blob (not yet committed), with the CRC-64
-        of the whole object, as CompleteMultipartUpload reports it."""
+    def assemble(self, upload_id: str, parts: builtins.list[StoredPart]) -> Written:
+        """The chosen parts as a new multipart object (not yet committed), with the CRC-64 of
+        the whole, as CompleteMultipartUpload reports it.
+
+        No byte is copied or read: each part file gets a second name under ``blobs/`` (see the
+        module docstring) and the CRC is combined from the parts' own. ``FileNotFoundError``
+        when the upload was aborted or completed meanwhile.
+        """
         directory = self._upload_dir(upload_id)
-        fd, tmp = tempfile.mkstemp(dir=self._blobs, prefix=".tmp-", suffix=".data")
-        size = 0
+        linked: builtins.list[tuple[Path, int]] = []
         crc = crc64.INITIAL
         try:
-            with os.fdopen(fd, "wb") as out:
-                for part in parts:
-                    with open(directory / f"{part.number}.part", "rb") as src:
-                        while chunk := src.read(_CHUNK):
-                            out.write(chunk)
-                            crc = crc64.update(chunk, crc)
-                    size += part.size
-                out.flush()
-                os.fsync(out.fileno())
+            for part in parts:
+                path = _link_or_copy(directory / f"{part.number}.part", self._blobs)
+                linked.append((path, part.size))
+                # Parts stored before their CRC was kept have none: read those once.
+                part_crc = int(part.crc64) if part.crc64 else _crc_of_file(path)
+                crc = crc64.combine(crc, part_crc, part.size)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            for path, _ in linked:
+                path.unlink(missing_ok=True)
             raise
-        return _Written(Path(tmp), size, b"", crc)
+        size = sum(part.size for part in parts)
+        return Written(linked[0][0], size, b"", crc, segments=tuple(linked))
 
     def drop_upload(self, upload_id: str) -> bool:
         directory = self._upload_dir(upload_id)

@@ -18,6 +18,7 @@ The OSS side, for its part, never sends a callback to these ports or paths (call
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import re
@@ -34,6 +35,7 @@ from werkzeug.wrappers import Request, Response
 
 from server.emulator.config import EmulatorConfig
 from server.emulator.faults import FaultKnobs
+from server.emulator.http_server import SOCKET_KEY
 from server.emulator.ram_policy import PolicyError, check_session_policy_size, parse_policy
 from server.emulator.sts_signature import SignatureMismatch, verify_signature
 from server.emulator.tokens import TokenAuthority
@@ -212,16 +214,19 @@ class StsApp:
     def _drop(environ: dict) -> Response:
         """Close the socket without a byte of HTTP, as an unreachable service would.
 
-        Werkzeug's server exposes the socket and treats a ``ConnectionError`` from the app as a
-        dropped client, so it writes nothing. Under a server without that hook the nearest
-        honest answer is a bare 503.
+        The emulator's server exposes the socket (``http_server.SOCKET_KEY``) and treats a
+        ``ConnectionAbortedError`` carrying ``ECONNABORTED`` from the app as a dropped client,
+        so it writes nothing. Under a server without that hook the nearest honest answer is a
+        bare 503.
         """
-        sock = environ.get("werkzeug.socket")
+        sock = environ.get(SOCKET_KEY)
         if sock is None:
             return Response(b"", status=503)
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        raise ConnectionAbortedError("sts_mode=down: connection dropped on purpose")
+        raise ConnectionAbortedError(
+            errno.ECONNABORTED, "sts_mode=down: connection dropped on purpose"
+        )
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -427,5 +432,5 @@ class StsApp:
 
 
 def create_sts_app(config: EmulatorConfig, authority: TokenAuthority, faults: FaultKnobs) -> StsApp:
-    """The STS endpoint as a WSGI app (serve it with ``werkzeug.serving.make_server``)."""
+    """The STS endpoint as a WSGI app (the emulator serves it with ``http_server.HTTPServer``)."""
     return StsApp(config, authority, faults)

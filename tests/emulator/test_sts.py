@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -25,10 +24,10 @@ from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerExcept
 from aliyunsdkcore.auth.composer import rpc_signature_composer
 from aliyunsdkcore.client import AcsClient
 from aliyunsdksts.request.v20150401.AssumeRoleRequest import AssumeRoleRequest
-from werkzeug.serving import make_server
 
 from server.emulator.config import EmulatorConfig
 from server.emulator.faults import FaultKnobs
+from server.emulator.http_server import HTTPServer
 from server.emulator.ram_policy import parse_policy
 from server.emulator.sts_app import NonceCache, create_sts_app
 from server.emulator.sts_signature import compute_signature, percent_encode, string_to_sign
@@ -77,17 +76,14 @@ def start_sts(tmp_path: Path) -> Iterator[Callable[..., Sts]]:
         config = EmulatorConfig(data_dir=tmp_path, **overrides)
         authority = TokenAuthority.load_or_create(tmp_path)
         faults = FaultKnobs()
-        server = make_server(
-            "127.0.0.1", 0, create_sts_app(config, authority, faults), threaded=True
-        )
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        server = HTTPServer("127.0.0.1", 0, create_sts_app(config, authority, faults))
+        server.start()
         servers.append(server)
-        return Sts(config, authority, faults, server.server_port)
+        return Sts(config, authority, faults, server.port)
 
     yield start
     for server in servers:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 @pytest.fixture
