@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from server.callbacks.binding import UnboundCallback, verify_binding
 from server.callbacks.verify import CallbackError, verify_callback_request
@@ -75,7 +75,9 @@ def oss_callback():
     evidence = Evidence(
         key=callback.object, owner=owner, source=SOURCE_CALLBACK, custom=callback.custom
     )
-    return jsonify(judge_for_answer(evidence, destination))
+    answer = judge_for_answer(evidence, destination)
+    setattr(g, metrics.CALLBACK_ANSWER, answer)  # counted without parsing the response back
+    return jsonify(answer)
 
 
 def _bound_grant(bucket: str, key: str) -> tuple[Destination, str]:
