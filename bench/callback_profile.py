@@ -21,7 +21,11 @@ STEPS = (
     ("verify signature", "server/callbacks/verify.py", "verify_callback_request"),
     ("reader credentials (+ a Bucket when they change)", "server/bucket/access.py", "bucket"),
     ("HEAD", "server/bucket/access.py", "head"),
+    # The verdict reads the record, writes it and commits in one transaction
+    # (server.uploads.verdicts.judge): the three together are the record's cost.
+    ("record", "server/uploads/records.py", "get"),
     ("record", "server/uploads/records.py", "record_upload"),
+    ("record", "sqlalchemy/engine/base.py", "_commit_impl"),
 )
 #: Parts of those steps worth naming in a fix (a label may sum several functions).
 DETAILS = (
@@ -29,7 +33,7 @@ DETAILS = (
     ("new TCP connection per HEAD", "urllib3/connection.py", "connect"),
     ("requests' proxy and .netrc lookups", "requests/sessions.py", "merge_environment_settings"),
     ("requests' proxy and .netrc lookups", "requests/utils.py", "get_netrc_auth"),
-    ("SQLAlchemy Session.execute", "sqlalchemy/orm/session.py", "execute"),
+    ("the record's statements", "server/uploads/prepared.py", "run"),
 )
 
 
@@ -94,7 +98,7 @@ def profile_notes(env: dict[str, str], work: Path, replay: Path, options: Option
     def share(label: str) -> str:
         return f"{label} {100 * times[label] / total:.0f} %"
 
-    rest = total - sum(times[label] for label, _, _ in STEPS)
+    rest = total - sum(times[label] for label in _labels(STEPS))
     return [
         f"profile, one connection ({result.describe()}): {requests:,} requests under cProfile "
         f"(wall time, {1000 * total / requests:.2f} ms a request): "

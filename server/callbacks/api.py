@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from xml.sax.saxutils import escape
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from server.bucket.urls import object_url
 from server.callbacks.binding import UnboundCallback, verify_binding
@@ -81,6 +81,7 @@ def oss_callback():
     answer = judge_for_answer(evidence, destination)
     if request.args.get(QUERY_REPLY) == REPLY_S3 and answer.get("status") == "recorded":
         answer["s3"] = _s3_result(destination, answer)
+    setattr(g, metrics.CALLBACK_ANSWER, answer)  # counted without parsing the response back
     return jsonify(answer)
 
 

@@ -32,6 +32,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 
 import requests
@@ -86,6 +87,13 @@ def _normalise_all(urls: Sequence[str]) -> frozenset[str]:
                 f"a plain http(s) URL: {exc}"
             ) from None
     return frozenset(normalised)
+
+
+@lru_cache(maxsize=16)
+def _normalised_trusted(urls: tuple[str, ...]) -> frozenset[str]:
+    """``_normalise_all`` of a caller's ``also_trusted``, parsed once: every callback passes
+    the same configured list, and parsing it twice per callback showed in its profile."""
+    return _normalise_all(urls)
 
 
 def load_pinned_key() -> RSAPublicKey:
@@ -201,7 +209,7 @@ class PublicKeyStore:
         if (
             normalised in PINNED_KEY_URLS
             or normalised in self._trusted
-            or normalised in _normalise_all(also_trusted)
+            or (bool(also_trusted) and normalised in _normalised_trusted(tuple(also_trusted)))
         ):
             return normalised
         raise UntrustedKeyURLError(

@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
     Connection,
+    Dialect,
     Engine,
     bindparam,
     delete,
@@ -44,6 +45,7 @@ from sqlalchemy import (
     update,
 )
 
+from server.uploads.prepared import Prepared
 from server.uploads.records import RecordOutcome, UploadRecord
 from server.uploads.tables import (
     EVENT_DELIVERED,
@@ -132,6 +134,27 @@ def event_for(outcome: RecordOutcome) -> tuple[str, dict] | None:
 
 
 _INSERT = insert(_TABLE)
+_EVENT_COLUMNS = (
+    "event_id",
+    "type",
+    "payload",
+    "destination",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
+#: ``_INSERT`` compiled per dialect (server.uploads.prepared): it runs on every verdict.
+_PREPARED_INSERT: dict[tuple[str, str, str], Prepared] = {}
+
+
+def _prepared_insert(dialect: Dialect) -> Prepared:
+    """``_INSERT`` compiled for ``dialect`` (a race only compiles it twice)."""
+    name = (dialect.name, dialect.driver, dialect.paramstyle)
+    prepared = _PREPARED_INSERT.get(name)
+    if prepared is None:
+        prepared = _PREPARED_INSERT[name] = Prepared(_INSERT, dialect, _EVENT_COLUMNS)
+    return prepared
 
 
 def record_event(connection: Connection, outcome: RecordOutcome) -> str | None:
@@ -146,8 +169,8 @@ def record_event(connection: Connection, outcome: RecordOutcome) -> str | None:
     kind, data = made
     now = _aware(outcome.record.updated_at)  # naive from SQLite: it is UTC, not local time
     event_id = new_event_id(now)
-    connection.execute(
-        _INSERT,
+    _prepared_insert(connection.dialect).run(
+        connection,
         {
             "event_id": event_id,
             "type": kind,

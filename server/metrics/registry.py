@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import Response, request
+from flask import Response, g, request
 from prometheus_client import Counter, Gauge, Histogram
 
 # -- the token endpoint ---------------------------------------------------------------------
@@ -116,6 +116,11 @@ CALLBACKS = Counter(
 )
 
 
+#: Where the callback view leaves the answer it sends (on ``flask.g``), so that
+#: ``count_callback_response`` need not parse back the JSON just made from it.
+CALLBACK_ANSWER = "ossgate_callback_answer"
+
+
 def count_callback_response(response: Response) -> Response:
     """The callback blueprint's ``after_request``: one increment per callback answered.
 
@@ -123,7 +128,9 @@ def count_callback_response(response: Response) -> Response:
     for refusals raised deep in verification, so the hook reads it rather than each refusal
     counting itself. Callback answers are a few hundred bytes of JSON.
     """
-    body = response.get_json(silent=True) if response.is_json else None
+    body = g.pop(CALLBACK_ANSWER, None)
+    if body is None or response.status_code != 200:
+        body = response.get_json(silent=True) if response.is_json else None
     body = body if isinstance(body, dict) else {}
     if response.status_code == 200:
         status = body.get("status")

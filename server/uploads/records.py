@@ -17,10 +17,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 from sqlalchemy import (
     Connection,
@@ -37,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from server.uploads.migrations import prepare_for_app
+from server.uploads.prepared import Prepared
 from server.uploads.tables import STATUS_ACCEPTED, STATUS_REJECTED, Base, Upload
 
 __all__ = ["Base", "Upload", "UploadRecord", "UploadRecords", "STATUS_ACCEPTED", "STATUS_REJECTED"]
@@ -132,8 +134,9 @@ def _iso(moment: datetime) -> str:
     return _aware(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _to_record(row: Upload | Row) -> UploadRecord:
-    """From an ORM ``Upload`` or a Core row of the ``uploads`` table (same attribute names)."""
+def _to_record(row: Upload | Row | Any) -> UploadRecord:
+    """From an ORM ``Upload``, a Core row of the ``uploads`` table or a ``Prepared`` one
+    (same attribute names)."""
     return UploadRecord(
         id=row.id,
         bucket=row.bucket,
@@ -180,6 +183,8 @@ def default_database_url(instance_path: str) -> str:
 
 
 _TABLE = Upload.__table__
+#: The columns ``record_upload`` writes (all but the id).
+_WRITTEN = tuple(column.key for column in _TABLE.c if column.key != "id")
 
 
 def _upsert_statement(dialect: str):
@@ -247,12 +252,26 @@ class UploadRecords:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         prepare_for_app(engine)
-        # Built once: constructing and cache-keying these per call was most of a
-        # callback's recording CPU. Values travel as bound parameters.
+        # Built and compiled once (server.uploads.prepared): constructing, cache-keying and
+        # executing these through Connection.execute was most of a callback's recording
+        # CPU. Values travel as bound parameters.
         self._select_one = select(_TABLE).where(
             (_TABLE.c.bucket == bindparam("bucket")) & (_TABLE.c.object_key == bindparam("key"))
         )
         self._upsert = _upsert_statement(engine.dialect.name)
+        self._read = Prepared(self._select_one, engine.dialect)
+        self._write = Prepared(self._upsert, engine.dialect, column_keys=_WRITTEN)
+
+    def begin(self) -> AbstractContextManager[Connection]:
+        """One connection and one transaction, committed on leaving the block, for a read
+        (``get``) and the write it decides (``record_upload``): the verdict's unit of work.
+
+        The read takes no lock: SQLite's driver begins the transaction at the first write
+        (the read before it sees the latest commit, in WAL mode without blocking anyone),
+        and on PostgreSQL a read takes no row lock. The write stays conditional on the row
+        read, so a writer in between is detected, not overwritten.
+        """
+        return self.engine.begin()
 
     def record_upload(
         self,
@@ -272,6 +291,7 @@ class UploadRecords:
         now: datetime | None = None,
         on_change: OnChange | None = None,
         seen: UploadRecord | None | _Unread = UNREAD,
+        connection: Connection | None = None,
     ) -> RecordOutcome:
         """Record an upload once; see the module docstring for the idempotency rules.
 
@@ -286,11 +306,15 @@ class UploadRecords:
         ``seen``: the record at this key as the caller just read it (``get``; None: there
         was none), so it is not read again. The write is conditional on it all the same: if
         the row changed since, it is read again and the decision made again, as for any race.
+
+        ``connection``: write in that connection's transaction (``begin``), which the caller
+        commits; by default the write has a transaction of its own.
         """
         now = now or datetime.now(UTC)
         etag = etag.strip('"').upper()
-        where = {"bucket": bucket, "key": key}
-        existing = self.get(bucket, key) if isinstance(seen, _Unread) else seen
+        existing = (
+            self.get(bucket, key, connection=connection) if isinstance(seen, _Unread) else seen
+        )
         if _is_duplicate(existing, etag, source):
             # A duplicate (OSS retry, reconcile after the callback): read-only, so it never
             # waits for a write lock.
@@ -311,38 +335,59 @@ class UploadRecords:
             "created_at": now,
             "updated_at": now,
         }
-        with self.engine.begin() as connection:
-            for _ in range(MAX_WRITE_RACES):
-                current = {
-                    "seen_etag": None if existing is None else existing.etag,
-                    "seen_source": None if existing is None else existing.source,
-                    "seen_status": None if existing is None else existing.status,
-                }
-                row = connection.execute(self._upsert, {**values, **current}).first()
-                if row is not None:
-                    break
-                # Another writer changed the row between our read and our write (or recorded
-                # this very upload). Read it again, now holding it, and decide again.
-                again = connection.execute(self._select_one, where).first()
-                existing = None if again is None else _to_record(again)
-                if _is_duplicate(existing, etag, source):
-                    return RecordOutcome(existing, created=False, changed=False)
-            else:
-                raise RecordContended(f"the record of {key} kept changing; nothing was written")
-            outcome = RecordOutcome(
-                _to_record(row),
-                created=existing is None,
-                changed=True,
-                previous=existing,
-            )
-            if on_change is not None:
-                on_change(connection, outcome)
+        if connection is not None:
+            return self._write_once(connection, values, existing, on_change)
+        with self.engine.begin() as own:
+            return self._write_once(own, values, existing, on_change)
+
+    def _write_once(
+        self,
+        connection: Connection,
+        values: dict,
+        existing: UploadRecord | None,
+        on_change: OnChange | None,
+    ) -> RecordOutcome:
+        """``record_upload``'s write, its races and its ``on_change``, in ``connection``."""
+        etag, source, key = values["etag"], values["source"], values["object_key"]
+        where = {"bucket": values["bucket"], "key": key}
+        for _ in range(MAX_WRITE_RACES):
+            current = {
+                "seen_etag": None if existing is None else existing.etag,
+                "seen_source": None if existing is None else existing.source,
+                "seen_status": None if existing is None else existing.status,
+            }
+            rows = self._write.run(connection, {**values, **current})
+            if rows:
+                break
+            # Another writer changed the row between our read and our write (or recorded
+            # this very upload). Read it again, now holding it, and decide again.
+            again = self._read.run(connection, where)
+            existing = _to_record(again[0]) if again else None
+            if _is_duplicate(existing, etag, source):
+                return RecordOutcome(existing, created=False, changed=False)
+        else:
+            raise RecordContended(f"the record of {key} kept changing; nothing was written")
+        outcome = RecordOutcome(
+            _to_record(rows[0]),
+            created=existing is None,
+            changed=True,
+            previous=existing,
+        )
+        if on_change is not None:
+            on_change(connection, outcome)
         return outcome
 
-    def get(self, bucket: str, key: str) -> UploadRecord | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(self._select_one, {"bucket": bucket, "key": key}).first()
-        return _to_record(row) if row else None
+    def get(
+        self, bucket: str, key: str, *, connection: Connection | None = None
+    ) -> UploadRecord | None:
+        """The record at (bucket, key), or None; read through ``connection`` when given."""
+        where = {"bucket": bucket, "key": key}
+        if connection is not None:
+            rows = self._read.run(connection, where)
+        else:
+            with self.engine.connect() as own:
+                rows = self._read.run(own, where)
+        return _to_record(rows[0]) if rows else None
 
     def verdicts(self, bucket: str, prefix: str) -> dict[str, tuple[str, str]]:
         """``{key: (etag, status)}`` of the records under ``prefix``: what the sweep and

@@ -146,41 +146,57 @@ def judge(
     the object stays until a later piece of evidence judges it).
     """
     facts = head(bucket, evidence.key)
-    previous = records.get(destination.bucket, evidence.key)
-    if facts is None:
-        if previous is not None and previous.status == STATUS_REJECTED:
-            return Verdict(previous, changed=False)  # removed by its own verdict
-        raise ObjectGone(evidence.key)
-    if previous is not None and previous.etag == facts.etag:
-        if previous.status == STATUS_REJECTED:
-            # Judged before, but the object is still there: the disposal failed then.
-            _dispose(bucket, evidence.key, disposal)
-            return Verdict(previous, changed=False)
-        if previous.source == evidence.source or evidence.source != SOURCE_CALLBACK:
-            return Verdict(previous, changed=False)
-    broken = broken_rule(destination, facts, previous)
-    outcome = records.record_upload(
-        bucket=destination.bucket,
-        key=evidence.key,
-        etag=facts.etag,
-        size=facts.size,
-        content_type=facts.content_type,
-        owner=evidence.owner,
-        destination=destination.name,
-        source=evidence.source,
-        custom=evidence.custom,
-        status=STATUS_ACCEPTED if broken is None else STATUS_REJECTED,
-        reason=None if broken is None else broken[0],
-        message=None if broken is None else broken[1],
-        on_change=record_event,
-        seen=previous,  # read above: not read again (the write still checks it is current)
-    )
-    if outcome.changed:
-        metrics.count_verdict(outcome.record.status, outcome.record.reason, evidence.source)
-    if broken is not None and outcome.record.etag == facts.etag:
-        log.info("upload rejected (%s): %s", broken[0], evidence.key)
+    # One connection and transaction for the read and the write it decides (the HEAD
+    # before it, so no network wait holds a connection); disposal after the commit, so a
+    # rejected object is gone only once its record says why.
+    dispose = False
+    with records.begin() as connection:
+        previous = records.get(destination.bucket, evidence.key, connection=connection)
+        if facts is None:
+            if previous is not None and previous.status == STATUS_REJECTED:
+                return Verdict(previous, changed=False)  # removed by its own verdict
+            raise ObjectGone(evidence.key)
+        broken: tuple[str, str] | None = None
+        if (
+            previous is not None
+            and previous.etag == facts.etag
+            and (
+                previous.status == STATUS_REJECTED
+                or previous.source == evidence.source
+                or evidence.source != SOURCE_CALLBACK
+            )
+        ):
+            # Judged before. A rejected object still there means its disposal failed then.
+            verdict = Verdict(previous, changed=False)
+            dispose = previous.status == STATUS_REJECTED
+        else:
+            broken = broken_rule(destination, facts, previous)
+            outcome = records.record_upload(
+                bucket=destination.bucket,
+                key=evidence.key,
+                etag=facts.etag,
+                size=facts.size,
+                content_type=facts.content_type,
+                owner=evidence.owner,
+                destination=destination.name,
+                source=evidence.source,
+                custom=evidence.custom,
+                status=STATUS_ACCEPTED if broken is None else STATUS_REJECTED,
+                reason=None if broken is None else broken[0],
+                message=None if broken is None else broken[1],
+                on_change=record_event,
+                seen=previous,  # read above: not read again (the write still checks it)
+                connection=connection,
+            )
+            verdict = Verdict(outcome.record, changed=outcome.changed)
+            dispose = broken is not None and outcome.record.etag == facts.etag
+    if verdict.changed:
+        metrics.count_verdict(verdict.record.status, verdict.record.reason, evidence.source)
+    if dispose:
+        if broken is not None:
+            log.info("upload rejected (%s): %s", broken[0], evidence.key)
         _dispose(bucket, evidence.key, disposal)
-    return Verdict(outcome.record, changed=outcome.changed)
+    return verdict
 
 
 def reject_unwritten(

@@ -161,3 +161,29 @@ def test_verdicts_under_a_prefix_treat_wildcards_literally(records: UploadRecord
     _record(records, key="uploads/a_b/x")
     _record(records, key="uploads/aXb/x", owner="aXb")
     assert set(records.verdicts("examplebucket", "uploads/a_b/")) == {"uploads/a_b/x"}
+
+
+def test_prepared_statements_read_and_write_what_core_does(records: UploadRecords) -> None:
+    """The hot path's statements (server.uploads.prepared) run on the DBAPI cursor, with the
+    dialect's own conversions: what they write and read back is what ``Connection.execute``
+    reads (times as datetimes, not SQLite's text), and a driver error is SQLAlchemy's."""
+    from sqlalchemy import insert, select
+    from sqlalchemy.exc import IntegrityError
+
+    from server.uploads.prepared import Prepared
+    from server.uploads.records import _to_record
+    from server.uploads.tables import Upload
+
+    written = _record(records, custom={"uid": "alice", "note": "ü"}).record
+    table = Upload.__table__
+    with records.engine.connect() as connection:
+        core = connection.execute(select(table).where(table.c.id == written.id)).one()
+    assert records.get("examplebucket", written.key) == _to_record(core) == written
+    assert isinstance(written.created_at, datetime)
+
+    columns = [c.key for c in table.c if c.key != "id"]
+    duplicate = Prepared(insert(table), records.engine.dialect, columns)
+    row = {c: getattr(core, c) for c in columns}
+    with pytest.raises(IntegrityError), records.begin() as connection:
+        duplicate.run(connection, row)
+    assert records.count() == 1

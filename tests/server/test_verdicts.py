@@ -255,3 +255,30 @@ def test_confirm_only_reaches_the_callers_own_prefix(strict: Served, emulator: E
     assert _confirm(strict, "ida", grant["prefix"] + "missing.png").status_code == 404
     for bad in (None, "", 5, ["k"], "k" * 2000):
         assert _confirm(strict, "ida", bad).status_code == 400
+
+
+def test_a_verdict_reads_and_writes_through_one_connection(emulator: Emulator, tmp_path) -> None:
+    """The read, the record and its event share one connection and one transaction (one
+    pool checkout per verdict, the same as a duplicate's read-only one), and the outcome is
+    the one the separate steps gave: one record, one event, nothing for the duplicate."""
+    from sqlalchemy import event
+
+    from server.events.outbox import Outbox
+    from server.uploads.records import SOURCE_CALLBACK, UploadRecords, make_engine
+    from server.uploads.verdicts import Evidence, judge
+
+    records = UploadRecords(make_engine(f"sqlite:///{tmp_path / 'records.db'}"))
+    checkouts: list[object] = []
+    event.listen(records.engine, "checkout", lambda *args: checkouts.append(args))
+    bucket = root_bucket(emulator)
+    key = "uploads/u/one.png"
+    bucket.put_object(key, PNG, headers={"Content-Type": "image/png"})
+    destination = _destination(bucket=emulator.config.bucket)
+    evidence = Evidence(key=key, owner="u", source=SOURCE_CALLBACK, custom={"uid": "u"})
+
+    first = judge(evidence, destination=destination, bucket=bucket, records=records)
+    assert first.changed and first.accepted and len(checkouts) == 1
+    again = judge(evidence, destination=destination, bucket=bucket, records=records)
+    assert not again.changed and again.record == first.record and len(checkouts) == 2
+    assert records.count() == 1
+    assert Outbox(records.engine).counts()["pending"] == 1
