@@ -79,7 +79,7 @@ wrk:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 
 bench: all wrk
-	$(BIN)/python -m bench
+	@$(BIN)/python -m bench
 
 # The upload module for other frontends, two ways (README: "Use it from your own frontend"):
 # - the npm package $(JS_DIST)/npm/ossgate-upload-VERSION.tgz: the ES modules as they are,

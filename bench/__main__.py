@@ -1,9 +1,9 @@
 """``python -m bench [--quick] [--only NAME] [-v]``: run the benchmarks, print one table.
 
-stdout holds the table (and its notes) and nothing else, so ``make bench > table.txt`` keeps
-just the result. Progress lines go to stderr only with ``-v``/``--verbose``; the one-line
-summary (time taken, targets missed, benchmarks that could not run) and the traceback of a
-benchmark that failed always go to stderr.
+By default the table is all it prints (stdout), so ``make bench > table.txt`` keeps just the
+result; only the traceback of a benchmark that could not run goes to stderr. ``-v``/``--verbose``
+adds the notes under the table (the evidence that each row measured what it claims), progress
+lines on stderr while running, and a one-line summary (time taken, targets missed) on stderr.
 
 Exit status:
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # one broken benchmark must not hide the others' numbers
             traceback.print_exc(file=sys.stderr)
             failed.append(benchmark.name)
-    print(format_table(rows) if rows else "no results", flush=True)
+    print(format_table(rows, notes=args.verbose) if rows else "no results", flush=True)
     missed = [r.name for r in rows if r.passed is False]
     summary = f"bench: took {time.monotonic() - started:.0f} s"
     if missed:
@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         summary += "; every target met"
     if failed:
         summary += f"; benchmarks that could not run: {', '.join(failed)}"
-    print(summary, file=sys.stderr)
+    if args.verbose:
+        print(summary, file=sys.stderr)
     return EXIT_MISSED if missed or failed else 0
 
 

@@ -105,8 +105,8 @@ def _cells(row: Row) -> tuple[str, ...]:
     return (row.name, f"{row.rps:,.0f}", row.baseline or "-", ratio, row.target or "-", result)
 
 
-def format_table(rows: Sequence[Row]) -> str:
-    """The rows as an aligned text table, followed by their notes."""
+def format_table(rows: Sequence[Row], *, notes: bool = True) -> str:
+    """The rows as an aligned text table, followed by their notes unless ``notes`` is off."""
     table = [_COLUMNS, *(_cells(r) for r in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
     right = {1}  # numbers align right
@@ -120,9 +120,9 @@ def format_table(rows: Sequence[Row]) -> str:
         )
         if number == 0:
             lines.append("  ".join("-" * w for w in widths))
-    notes = [f"  {row.name}: {note}" for row in rows for note in row.notes]
-    if notes:
-        lines += ["", "notes:", *notes]
+    noted = [f"  {row.name}: {note}" for row in rows for note in row.notes] if notes else []
+    if noted:
+        lines += ["", "notes:", *noted]
     return "\n".join(lines)
 
 
