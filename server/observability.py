@@ -156,6 +156,10 @@ _handler: logging.Handler | None = None
 #: Werkzeug's logger: its development server writes the request line (path and query)
 #: there, through a handler of its own when the root logger has none at the time.
 WERKZEUG_LOGGER = "werkzeug"
+#: oss2 logs every error answer of OSS at INFO ("Exception: {'status': 404 …}"), expected
+#: ones included (a bucket with no CORS rules yet, the HEAD of a key that is not there), so
+#: it is heard only from WARNING unless the operator asks for DEBUG.
+OSS2_LOGGER = "oss2"
 
 
 def configure_logging(log_format: str, level: str) -> None:
@@ -175,6 +179,8 @@ def configure_logging(log_format: str, level: str) -> None:
             JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT)
         )
         root.setLevel(level)
+        debugging = logging.getLevelName(level) == logging.DEBUG
+        logging.getLogger(OSS2_LOGGER).setLevel(logging.NOTSET if debugging else logging.WARNING)
 
 
 #: Request ids are a random per-process prefix and a counter: unique across processes and

@@ -9,7 +9,7 @@ import pytest
 
 from server import create_app
 from server.emulator.runner import Emulator
-from server.observability import JsonFormatter, RedactingFilter, redact
+from server.observability import JsonFormatter, RedactingFilter, configure_logging, redact
 from tests.server.tokens import bearer, jwt_for
 from tests.support import AppConfig
 
@@ -108,3 +108,19 @@ def test_json_lines_carry_the_request_id(emulator: Emulator, app_config: AppConf
     assert entry["status"] == 200
     assert entry["path"] == "/healthz"
     assert entry["level"] == "INFO"
+
+
+@pytest.mark.parametrize(("level", "oss2_level"), [("INFO", "WARNING"), ("DEBUG", "DEBUG")])
+def test_oss2s_routine_error_answers_stay_out_of_the_log_unless_debugging(
+    level: str, oss2_level: str
+) -> None:
+    """oss2 logs each OSS error answer at INFO (the demo's "no CORS rules yet" 404 among
+    them); they are heard from WARNING, and all of them when the operator asks for DEBUG."""
+    root, oss2_logger = logging.getLogger(), logging.getLogger("oss2")
+    saved = (root.level, oss2_logger.level)
+    try:
+        configure_logging("text", level)
+        assert oss2_logger.getEffectiveLevel() == logging.getLevelName(oss2_level)
+    finally:
+        root.setLevel(saved[0])
+        oss2_logger.setLevel(saved[1])
