@@ -133,6 +133,7 @@ class CredentialCache:
                 entries.move_to_end(cache_key)
             metrics.CACHE_HIT.inc()
             return CacheResult(hit, cached=True, stale=False)
+        assert flight is not None  # set under the lock on every miss
         (metrics.CACHE_MISS if leader else metrics.CACHE_COALESCED).inc()
 
         if leader:
