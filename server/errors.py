@@ -67,10 +67,12 @@ def refuse_oversize_requests(app: Flask) -> None:
 
     @app.before_request
     def _declared_size() -> None:
-        limit = app.config.get("MAX_CONTENT_LENGTH")
         # The raw header, not ``request.content_length``: this runs on every request, and a
         # malformed or chunked length is Werkzeug's to judge when a view reads the body.
         declared = request.environ.get("CONTENT_LENGTH", "")
+        if not declared or declared == "0":
+            return  # nothing declared (most requests): no config lookup either
+        limit = app.config.get("MAX_CONTENT_LENGTH")
         if (
             limit is not None
             and declared.isascii()

@@ -37,6 +37,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 _SECURITY_HEADER_ITEMS = tuple(SECURITY_HEADERS.items())
+_SECURITY_HEADER_NAMES = frozenset(name.lower() for name in SECURITY_HEADERS)
 REDACTED = "[redacted]"
 #: Shapes of credentials in log text: bearer tokens, OSS/STS signatures and tokens, secrets
 #: in JSON or header dumps. Values shorter than 8 characters are left alone (not secrets).
@@ -208,15 +209,21 @@ class RequestIdMiddleware:
         self.log = logging.getLogger("server.access")
 
     def __call__(self, environ, start_response):
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else _new_request_id()
+        incoming = environ.get("HTTP_X_REQUEST_ID")
+        if incoming and _SANE_REQUEST_ID.fullmatch(incoming):
+            request_id = incoming
+        else:
+            request_id = _new_request_id()
         environ[REQUEST_ID_ENVIRON] = request_id
         started = time.perf_counter()
 
         def start(status: str, headers: list, exc_info=None):
             present = {name.lower() for name, _ in headers}
             headers.append((REQUEST_ID_HEADER, request_id))
-            headers.extend(h for h in _SECURITY_HEADER_ITEMS if h[0].lower() not in present)
+            if present.isdisjoint(_SECURITY_HEADER_NAMES):
+                headers.extend(_SECURITY_HEADER_ITEMS)  # the usual case: a view set none
+            else:
+                headers.extend(h for h in _SECURITY_HEADER_ITEMS if h[0].lower() not in present)
             if self.access_log:
                 self._log(environ, status, request_id, started)
             return start_response(status, headers, exc_info)

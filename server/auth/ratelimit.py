@@ -28,6 +28,9 @@ from limits.strategies import FixedWindowRateLimiter
 from server.config import ConfigError, Settings
 from server.errors import APIError
 
+#: Keys an in-process window keeps before dropping those whose window has ended.
+MAX_KEYS = 100_000
+
 
 class _ProcessWindow:
     """Fixed-window counters in this process: ``hit`` returns (allowed, seconds to reset)."""
@@ -41,16 +44,21 @@ class _ProcessWindow:
 
     def hit(self, key: str) -> tuple[bool, float]:
         now = self._clock()
+        # No call inside the lock (only subscripts and arithmetic): a thread can then never
+        # lose the GIL while holding it, so gunicorn's threads never queue on it (a queue on
+        # a lock, once formed, made every warm token request pay thread switches).
         with self._lock:
-            count, started = self._counts.get(key, (0, now))
+            counts = self._counts
+            count, started = counts[key] if key in counts else (0, now)  # noqa: SIM401 (no call)
             if now - started >= self.window:
                 count, started = 0, now
             if count >= self.amount:
                 return False, started + self.window - now
-            self._counts[key] = (count + 1, started)
-            if len(self._counts) > 100_000:  # drop finished windows so memory stays bounded
+            counts[key] = (count + 1, started)
+        if len(counts) > MAX_KEYS:  # drop finished windows so memory stays bounded
+            with self._lock:
                 self._counts = {k: v for k, v in self._counts.items() if now - v[1] < self.window}
-            return True, 0.0
+        return True, 0.0
 
 
 class _SharedWindow:

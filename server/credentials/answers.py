@@ -19,6 +19,7 @@ because the credential cache stops handing those credentials out first.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -54,11 +55,14 @@ class AnswerCache:
     def answer(self, shape: str, grant: UploadGrant, encode: Callable[[], bytes]) -> bytes:
         """The grant's answer in ``shape``: cached, or ``encode()``d and kept."""
         key = self.key(shape, grant)
-        with self._lock:
-            body = self._entries.get(key)
-            if body is not None:
+        # Read without the lock (a lookup and a reordering, each one atomic step under the
+        # GIL): a lock on every warm request made gunicorn's threads queue on it. Writes
+        # take the lock.
+        body = self._entries.get(key)
+        if body is not None:
+            with contextlib.suppress(KeyError):  # evicted meanwhile: the answer still holds
                 self._entries.move_to_end(key)
-                return body
+            return body
         body = encode()
         with self._lock:
             self._entries[key] = body

@@ -25,6 +25,7 @@ recently used is evicted first.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -83,7 +84,8 @@ class CredentialCache:
         self._max_entries = max_entries
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, StsCredentials] = OrderedDict()
+        #: key -> (credentials, when to refresh them), the time computed once when stored.
+        self._entries: OrderedDict[str, tuple[StsCredentials, float]] = OrderedDict()
         self._flights: dict[str, _Flight] = {}
         self._stats = dict.fromkeys(
             ("hits", "misses", "coalesced", "assume_role_calls", "stale_served", "evictions"), 0
@@ -103,23 +105,36 @@ class CredentialCache:
         no fresh credential and no stale one good enough to serve, and what ``on_issued``
         raises for new credentials.
         """
+        # The clock, the hit counter and the result outside the lock: gunicorn's threads share
+        # it, and a thread that loses the GIL while holding it makes the others queue.
+        now = self._clock()
+        entries = self._entries
         with self._lock:
-            entry = self._entries.get(cache_key)
-            if entry is not None and self._clock() < self._refresh_at(entry):
-                self._entries.move_to_end(cache_key)
+            # No call here on a hit (subscripts and arithmetic only), so no thread loses the
+            # GIL while holding the lock and the others never queue on it.
+            entry = entries[cache_key] if cache_key in entries else None  # noqa: SIM401 (no call)
+            if entry is not None and now < entry[1]:
                 self._stats["hits"] += 1
-                metrics.CACHE_HIT.inc()
-                return CacheResult(entry, cached=True, stale=False)
-            self._stats["misses"] += 1
-            flight = self._flights.get(cache_key)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[cache_key] = _Flight()
-                self._stats["assume_role_calls"] += 1
-                metrics.CACHE_MISS.inc()
+                hit = entry[0]
             else:
-                self._stats["coalesced"] += 1
-                metrics.CACHE_COALESCED.inc()
+                hit = None
+                self._stats["misses"] += 1
+                flight = self._flights.get(cache_key)
+                leader = flight is None
+                if flight is None:
+                    flight = self._flights[cache_key] = _Flight()
+                    self._stats["assume_role_calls"] += 1
+                else:
+                    self._stats["coalesced"] += 1
+        if hit is not None:
+            # Least recently used last; one atomic step under the GIL (an eviction meanwhile
+            # only means the next request asks STS again).
+            with contextlib.suppress(KeyError):
+                entries.move_to_end(cache_key)
+            metrics.CACHE_HIT.inc()
+            return CacheResult(hit, cached=True, stale=False)
+        assert flight is not None  # set under the lock on every miss
+        (metrics.CACHE_MISS if leader else metrics.CACHE_COALESCED).inc()
 
         if leader:
             self._fly(flight, cache_key, session_name, policy, on_issued)
@@ -173,7 +188,7 @@ class CredentialCache:
 
     def _store(self, cache_key: str, credentials: StsCredentials) -> None:
         # Called with the lock held.
-        self._entries[cache_key] = credentials
+        self._entries[cache_key] = (credentials, self._refresh_at(credentials))
         self._entries.move_to_end(cache_key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
@@ -184,11 +199,12 @@ class CredentialCache:
             entry = self._entries.get(cache_key)
             if entry is None:
                 return None
-            if self._clock() < entry.expiration.timestamp() - self._floor:
+            credentials = entry[0]
+            if self._clock() < credentials.expiration.timestamp() - self._floor:
                 self._entries.move_to_end(cache_key)
                 self._stats["stale_served"] += 1
                 metrics.CACHE_STALE_SERVED.inc()
-                return entry
+                return credentials
             # Too close to expiry to be of use, and a failed refresh won't revive it.
             del self._entries[cache_key]
             return None

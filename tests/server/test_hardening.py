@@ -23,9 +23,11 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, jsonify, request
 from flask.testing import FlaskClient
+from limits import parse
 from werkzeug.serving import make_server
 
 from server import create_app, observability
+from server.auth import ratelimit
 from server.auth.dev_login import RATE_LIMIT_KEY
 from server.auth.identity import user_key
 from server.auth.ratelimit import AddressRateLimit
@@ -535,6 +537,22 @@ def test_the_demo_login_is_limited_per_address(app: Flask, client: FlaskClient) 
     # ...and does once the window has passed.
     clock.now += 31
     assert _login(client, "192.0.2.1", DEV_PASSWORD).status_code == 200
+
+
+def test_a_process_window_drops_finished_windows_past_its_key_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Memory stays bounded: past MAX_KEYS keys, keys whose window has ended are dropped,
+    and a key whose window is still running keeps its count."""
+    monkeypatch.setattr(ratelimit, "MAX_KEYS", 2)
+    clock = _Clock()
+    window = ratelimit._ProcessWindow(parse("2 per minute"), clock)
+    assert window.hit("old")[0]
+    clock.now += 61
+    assert window.hit("busy")[0] and window.hit("busy")[0]
+    assert window.hit("new")[0]  # the third key: "old"'s window has ended, it goes
+    assert sorted(window._counts) == ["busy", "new"]
+    assert window.hit("busy") == (False, 60.0)  # its count survived the pruning
 
 
 def test_the_default_login_limit_is_installed(client: FlaskClient) -> None:
