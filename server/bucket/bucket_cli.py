@@ -43,6 +43,7 @@ from server.bucket.overwrite_config import read_overwrite
 from server.bucket.overwrite_rules import covering_rule, protected_prefix, render, rule_id
 from server.bucket.prompts import (
     BACKUP_FOLDER,
+    admin_key_options,
     change_options,
     confirm_change,
     one_line_errors,
@@ -84,25 +85,6 @@ def _configured(access_key_id: str | None, access_key_secret: str | None) -> _Bu
         for_bucket(configured_destinations(services()), settings.bucket),
         app.cors_origins,
     )
-
-
-def _admin_key_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--access-key-id",
-            metavar="ID",
-            help="Admin AccessKey id [default: $ALIBABA_CLOUD_ACCESS_KEY_ID].",
-        ),
-        click.option(
-            "--access-key-secret",
-            metavar="SECRET",
-            help="Admin AccessKey secret [default: $ALIBABA_CLOUD_ACCESS_KEY_SECRET]; "
-            "prefer the variable, a flag shows up in the process list.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
 
 
 def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -180,7 +162,7 @@ def bucket_group() -> None:
 
 
 @bucket_group.command("show")
-@_admin_key_options
+@admin_key_options
 @with_appcontext
 @one_line_errors
 def show_command(access_key_id: str | None, access_key_secret: str | None) -> None:
@@ -206,7 +188,7 @@ def show_command(access_key_id: str | None, access_key_secret: str | None) -> No
 
 
 @bucket_group.command("plan")
-@_admin_key_options
+@admin_key_options
 @_plan_options
 @click.option(
     "--exit-code",
@@ -233,7 +215,7 @@ def plan_command(
 
 
 @bucket_group.command("apply")
-@_admin_key_options
+@admin_key_options
 @_plan_options
 @change_options("configurations are")
 @with_appcontext
@@ -284,7 +266,7 @@ def apply_command(
 
 @bucket_group.command("restore")
 @click.argument("backups", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@_admin_key_options
+@admin_key_options
 @change_options("configurations are")
 @with_appcontext
 @click.pass_context

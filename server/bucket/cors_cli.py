@@ -45,6 +45,7 @@ from server.bucket import (
 )
 from server.bucket.prompts import (
     BACKUP_FOLDER,
+    admin_key_options,
     change_options,
     confirm_change,
     one_line_errors,
@@ -109,21 +110,12 @@ def _target_options(command: Callable[..., Any]) -> Callable[..., Any]:
             metavar="URL",
             help="OSS endpoint [default: $OSSGATE_OSS_ENDPOINT, else https://REGION.aliyuncs.com].",
         ),
-        click.option(
-            "--access-key-id",
-            metavar="ID",
-            help="Admin AccessKey id [default: $ALIBABA_CLOUD_ACCESS_KEY_ID].",
-        ),
-        click.option(
-            "--access-key-secret",
-            metavar="SECRET",
-            help="Admin AccessKey secret [default: $ALIBABA_CLOUD_ACCESS_KEY_SECRET]; "
-            "prefer the variable, a flag shows up in the process list.",
-        ),
     ]
+    # The admin key innermost: listed after --endpoint in --help.
+    decorated: Callable[..., Any] = admin_key_options(wrapper)
     for option in reversed(options):
-        wrapper = option(wrapper)
-    return wrapper
+        decorated = option(decorated)
+    return decorated
 
 
 def _origin_options(command: Callable[..., Any]) -> Callable[..., Any]:

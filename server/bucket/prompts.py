@@ -21,6 +21,22 @@ from server.bucket.errors import BucketAdminError
 BACKUP_FOLDER = "bucket-backups"
 
 
+def admin_key_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--access-key-id`` and ``--access-key-secret``: the admin key, when it is not the
+    ``ALIBABA_CLOUD_*`` variables'."""
+    command = click.option(
+        "--access-key-secret",
+        metavar="SECRET",
+        help="Admin AccessKey secret [default: $ALIBABA_CLOUD_ACCESS_KEY_SECRET]; "
+        "prefer the variable, a flag shows up in the process list.",
+    )(command)
+    return click.option(
+        "--access-key-id",
+        metavar="ID",
+        help="Admin AccessKey id [default: $ALIBABA_CLOUD_ACCESS_KEY_ID].",
+    )(command)
+
+
 def change_options(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--backup-dir`` and ``--yes``, for a command that changes ``what`` (its help text)."""
 
