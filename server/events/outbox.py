@@ -55,6 +55,7 @@ from server.uploads.tables import (
     STATUS_REJECTED,
     EventRow,
 )
+from server.uploads.write_lock import write
 
 UPLOAD_RECORDED = "upload.recorded"
 UPLOAD_REPLACED = "upload.replaced"
@@ -335,8 +336,7 @@ class Outbox:
             .values(locked_until=lease)
             .returning(*_TABLE.c)
         )
-        with self.engine.begin() as connection:
-            rows = connection.execute(statement).all()
+        rows = write(self.engine, lambda connection: connection.execute(statement).all())
         events = sorted((_event(r) for r in rows), key=lambda e: (e.next_attempt_at, e.id))
         return Claim(events, lease)
 
@@ -345,13 +345,13 @@ class Outbox:
         ids = list(ids)
         if not ids:
             return set()
-        with self.engine.begin() as connection:
-            rows = connection.execute(
-                update(_TABLE)
-                .where(_TABLE.c.id.in_(ids), _TABLE.c.locked_until == lease)
-                .values(locked_until=new_lease)
-                .returning(_TABLE.c.id)
-            ).all()
+        statement = (
+            update(_TABLE)
+            .where(_TABLE.c.id.in_(ids), _TABLE.c.locked_until == lease)
+            .values(locked_until=new_lease)
+            .returning(_TABLE.c.id)
+        )
+        rows = write(self.engine, lambda connection: connection.execute(statement).all())
         return {row.id for row in rows}
 
     def release(self, ids: Iterable[int], lease: datetime) -> None:
@@ -359,12 +359,12 @@ class Outbox:
         ids = list(ids)
         if not ids:
             return
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(_TABLE)
-                .where(_TABLE.c.id.in_(ids), _TABLE.c.locked_until == lease)
-                .values(locked_until=None)
-            )
+        statement = (
+            update(_TABLE)
+            .where(_TABLE.c.id.in_(ids), _TABLE.c.locked_until == lease)
+            .values(locked_until=None)
+        )
+        write(self.engine, lambda connection: connection.execute(statement))
 
     def record_attempt(
         self,
@@ -394,9 +394,10 @@ class Outbox:
             "b_last_error": None if result.error is None else result.error[:MAX_ERROR_CHARS],
             "b_delivered_at": now if result.delivered else None,
         }
-        with self.engine.begin() as connection:
-            done = connection.execute(self._attempted, values)
-        return done.rowcount == 1
+        written = write(
+            self.engine, lambda connection: connection.execute(self._attempted, values).rowcount
+        )
+        return written == 1
 
     def get(self, event_id: str) -> Event | None:
         with self.engine.connect() as connection:
@@ -431,27 +432,18 @@ class Outbox:
         where = (
             _TABLE.c.status == EVENT_FAILED if event_id is None else _TABLE.c.event_id == event_id
         )
-        with self.engine.begin() as connection:
-            done = connection.execute(
-                update(_TABLE)
-                .where(where)
-                .values(
-                    status=EVENT_PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                    delivered_at=None,
-                )
-            )
-        return done.rowcount
+        statement = (
+            update(_TABLE)
+            .where(where)
+            .values(status=EVENT_PENDING, attempts=0, next_attempt_at=now, delivered_at=None)
+        )
+        return write(self.engine, lambda connection: connection.execute(statement).rowcount)
 
     def prune(self, *, retention_days: int, now: datetime | None = None) -> int:
         """Delete delivered events older than ``retention_days``; how many. Pending and
         failed events are kept whatever their age: they still have to reach the host app."""
         cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
-        with self.engine.begin() as connection:
-            done = connection.execute(
-                delete(_TABLE).where(
-                    _TABLE.c.status == EVENT_DELIVERED, _TABLE.c.delivered_at < cutoff
-                )
-            )
-        return done.rowcount
+        statement = delete(_TABLE).where(
+            _TABLE.c.status == EVENT_DELIVERED, _TABLE.c.delivered_at < cutoff
+        )
+        return write(self.engine, lambda connection: connection.execute(statement).rowcount)

@@ -38,6 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from server.uploads.tables import GrantRow
+from server.uploads.write_lock import write
 
 #: A request signed just before its credentials expire may still complete a little later
 #: (a multipart Complete), so the last sweep of a prefix waits this long after expiry.
@@ -96,18 +97,15 @@ class GrantLog:
         now: datetime | None = None,
     ) -> None:
         """Note credentials issued for ``prefix`` (called once per AssumeRole)."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                self._upsert,
-                {
-                    "bucket": bucket,
-                    "prefix": prefix,
-                    "destination": destination,
-                    "user_key": user_key,
-                    "issued_at": now or datetime.now(UTC),
-                    "expires_at": _aware(expires_at),
-                },
-            )
+        values = {
+            "bucket": bucket,
+            "prefix": prefix,
+            "destination": destination,
+            "user_key": user_key,
+            "issued_at": now or datetime.now(UTC),
+            "expires_at": _aware(expires_at),
+        }
+        write(self.engine, lambda connection: connection.execute(self._upsert, values))
 
     @contextmanager
     def claim_due(
@@ -145,12 +143,11 @@ class GrantLog:
         if not self._skip_locked:
             # SQLite: one worker. Read, sweep, then mark in a transaction of its own, so no
             # read snapshot is held (and later upgraded to a write) while the sweep writes.
-            with self.engine.begin() as connection:
+            with self.engine.connect() as connection:  # a read: it queues behind no writer
                 due = self._due(connection, query, final_point)
             swept: list[DuePrefix] = []
             yield due, swept
-            with self.engine.begin() as connection:
-                self._mark_swept(connection, swept, now)
+            write(self.engine, lambda connection: self._mark_swept(connection, swept, now))
             return
         # PostgreSQL: the claimed rows stay locked until the sweep is marked, and other
         # workers skip them.

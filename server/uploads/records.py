@@ -17,11 +17,10 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -37,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from server.uploads import write_lock
 from server.uploads.migrations import prepare_for_app
 from server.uploads.prepared import Prepared
 from server.uploads.tables import STATUS_ACCEPTED, STATUS_REJECTED, Base, Upload
@@ -182,6 +182,7 @@ def default_database_url(instance_path: str) -> str:
     return f"sqlite:///{Path(instance_path) / 'ossgate.db'}"
 
 
+T = TypeVar("T")
 _TABLE = Upload.__table__
 #: The columns ``record_upload`` writes (all but the id).
 _WRITTEN = tuple(column.key for column in _TABLE.c if column.key != "id")
@@ -262,16 +263,17 @@ class UploadRecords:
         self._read = Prepared(self._select_one, engine.dialect)
         self._write = Prepared(self._upsert, engine.dialect, column_keys=_WRITTEN)
 
-    def begin(self) -> AbstractContextManager[Connection]:
-        """One connection and one transaction, committed on leaving the block, for a read
-        (``get``) and the write it decides (``record_upload``): the verdict's unit of work.
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` in a committed transaction, queued with the database's other
+        writers (``server.uploads.write_lock``: on SQLite, writes of several threads commit
+        together): where the verdict writes the record and its event together.
 
-        The read takes no lock: SQLite's driver begins the transaction at the first write
-        (the read before it sees the latest commit, in WAL mode without blocking anyone),
-        and on PostgreSQL a read takes no row lock. The write stays conditional on the row
-        read, so a writer in between is detected, not overwritten.
+        Read before it (``get``), outside: a read takes no lock (SQLite in WAL mode, or
+        PostgreSQL without a row lock), so the duplicate of an upload already judged never
+        queues behind writers. The write stays conditional on the row read, so a writer in
+        between is detected, not overwritten.
         """
-        return self.engine.begin()
+        return write_lock.write(self.engine, work)
 
     def record_upload(
         self,
@@ -337,8 +339,7 @@ class UploadRecords:
         }
         if connection is not None:
             return self._write_once(connection, values, existing, on_change)
-        with self.engine.begin() as own:
-            return self._write_once(own, values, existing, on_change)
+        return self.write(lambda own: self._write_once(own, values, existing, on_change))
 
     def _write_once(
         self,

@@ -21,6 +21,7 @@ changes nothing (and emits no second event).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -146,50 +147,49 @@ def judge(
     the object stays until a later piece of evidence judges it).
     """
     facts = head(bucket, evidence.key)
-    # One connection and transaction for the read and the write it decides (the HEAD
-    # before it, so no network wait holds a connection); disposal after the commit, so a
-    # rejected object is gone only once its record says why.
-    dispose = False
-    with records.begin() as connection:
-        previous = records.get(destination.bucket, evidence.key, connection=connection)
-        if facts is None:
-            if previous is not None and previous.status == STATUS_REJECTED:
-                return Verdict(previous, changed=False)  # removed by its own verdict
-            raise ObjectGone(evidence.key)
-        broken: tuple[str, str] | None = None
-        if (
-            previous is not None
-            and previous.etag == facts.etag
-            and (
-                previous.status == STATUS_REJECTED
-                or previous.source == evidence.source
-                or evidence.source != SOURCE_CALLBACK
-            )
-        ):
-            # Judged before. A rejected object still there means its disposal failed then.
-            verdict = Verdict(previous, changed=False)
-            dispose = previous.status == STATUS_REJECTED
-        else:
-            broken = broken_rule(destination, facts, previous)
-            outcome = records.record_upload(
-                bucket=destination.bucket,
-                key=evidence.key,
-                etag=facts.etag,
-                size=facts.size,
-                content_type=facts.content_type,
-                owner=evidence.owner,
-                destination=destination.name,
-                source=evidence.source,
-                custom=evidence.custom,
-                status=STATUS_ACCEPTED if broken is None else STATUS_REJECTED,
-                reason=None if broken is None else broken[0],
-                message=None if broken is None else broken[1],
-                on_change=record_event,
-                seen=previous,  # read above: not read again (the write still checks it)
-                connection=connection,
-            )
-            verdict = Verdict(outcome.record, changed=outcome.changed)
-            dispose = broken is not None and outcome.record.etag == facts.etag
+    # The HEAD first, so no network wait holds a connection; the read outside the write's
+    # transaction, so a duplicate never queues behind writers; disposal after the commit, so
+    # a rejected object is gone only once its record says why.
+    previous = records.get(destination.bucket, evidence.key)
+    if facts is None:
+        if previous is not None and previous.status == STATUS_REJECTED:
+            return Verdict(previous, changed=False)  # removed by its own verdict
+        raise ObjectGone(evidence.key)
+    broken: tuple[str, str] | None = None
+    if (
+        previous is not None
+        and previous.etag == facts.etag
+        and (
+            previous.status == STATUS_REJECTED
+            or previous.source == evidence.source
+            or evidence.source != SOURCE_CALLBACK
+        )
+    ):
+        # Judged before. A rejected object still there means its disposal failed then.
+        verdict = Verdict(previous, changed=False)
+        dispose = previous.status == STATUS_REJECTED
+    else:
+        broken = broken_rule(destination, facts, previous)
+        record = functools.partial(
+            records.record_upload,
+            bucket=destination.bucket,
+            key=evidence.key,
+            etag=facts.etag,
+            size=facts.size,
+            content_type=facts.content_type,
+            owner=evidence.owner,
+            destination=destination.name,
+            source=evidence.source,
+            custom=evidence.custom,
+            status=STATUS_ACCEPTED if broken is None else STATUS_REJECTED,
+            reason=None if broken is None else broken[0],
+            message=None if broken is None else broken[1],
+            on_change=record_event,
+            seen=previous,  # read above: not read again (the write still checks it)
+        )
+        outcome = records.write(lambda connection: record(connection=connection))
+        verdict = Verdict(outcome.record, changed=outcome.changed)
+        dispose = broken is not None and outcome.record.etag == facts.etag
     if verdict.changed:
         metrics.count_verdict(verdict.record.status, verdict.record.reason, evidence.source)
     if dispose:

@@ -184,6 +184,6 @@ def test_prepared_statements_read_and_write_what_core_does(records: UploadRecord
     columns = [c.key for c in table.c if c.key != "id"]
     duplicate = Prepared(insert(table), records.engine.dialect, columns)
     row = {c: getattr(core, c) for c in columns}
-    with pytest.raises(IntegrityError), records.begin() as connection:
+    with pytest.raises(IntegrityError), records.engine.begin() as connection:
         duplicate.run(connection, row)
     assert records.count() == 1

@@ -257,10 +257,12 @@ def test_confirm_only_reaches_the_callers_own_prefix(strict: Served, emulator: E
         assert _confirm(strict, "ida", bad).status_code == 400
 
 
-def test_a_verdict_reads_and_writes_through_one_connection(emulator: Emulator, tmp_path) -> None:
-    """The read, the record and its event share one connection and one transaction (one
-    pool checkout per verdict, the same as a duplicate's read-only one), and the outcome is
-    the one the separate steps gave: one record, one event, nothing for the duplicate."""
+def test_a_verdict_reads_outside_its_write_and_a_duplicate_only_reads(
+    emulator: Emulator, tmp_path
+) -> None:
+    """A new verdict reads, then writes its record and event in one queued transaction (two
+    pool checkouts); a duplicate only reads (one), so it never queues behind writers. The
+    outcome: one record, one event, nothing for the duplicate."""
     from sqlalchemy import event
 
     from server.events.outbox import Outbox
@@ -277,8 +279,8 @@ def test_a_verdict_reads_and_writes_through_one_connection(emulator: Emulator, t
     evidence = Evidence(key=key, owner="u", source=SOURCE_CALLBACK, custom={"uid": "u"})
 
     first = judge(evidence, destination=destination, bucket=bucket, records=records)
-    assert first.changed and first.accepted and len(checkouts) == 1
+    assert first.changed and first.accepted and len(checkouts) == 2
     again = judge(evidence, destination=destination, bucket=bucket, records=records)
-    assert not again.changed and again.record == first.record and len(checkouts) == 2
+    assert not again.changed and again.record == first.record and len(checkouts) == 3
     assert records.count() == 1
     assert Outbox(records.engine).counts()["pending"] == 1

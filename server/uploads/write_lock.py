@@ -1,0 +1,232 @@
+"""SQLite writes queued and committed in groups, instead of polling for the write lock.
+
+SQLite lets one connection write at a time, and a connection that finds the write lock taken
+waits in its busy handler: it sleeps 1, 2, 5, 10, 15, 20, 25… ms and tries again. Under load
+(gunicorn's threads in several processes, each callback writing its record and its event),
+that waiting, not the writing, was what a callback spent its time on: recording took 15 ms on
+average with under a millisecond of work, some waits most of a second. A writer also gives up
+the GIL at each statement and waits for it again, holding the write lock meanwhile, so every
+statement inside the lock costs a turn of the process's other threads.
+
+So ossgate's own writers to one SQLite database do not race for the lock:
+
+- **Group commit in each process.** A writer hands its unit of work (a function of a
+  connection) to the database's queue. If no writer of its process is writing, it becomes
+  the leader: it runs every unit queued so far in one transaction, commits once, and hands
+  each writer its own result; the others wait on an event, not a lock poll. A leader runs
+  one batch beyond its own unit and then passes the lead on, so no request waits long for
+  another's work. A unit that raises rolls back the batch, and each unit of it then runs
+  again in a transaction of its own, so one failure is only its own writer's.
+- **One process at a time.** The leader holds an advisory ``flock`` on
+  ``<database>-writer.lock`` while it writes, shared by every ossgate process on the host
+  (gunicorn's workers, ``ossgate worker``, the CLI); the kernel wakes the next one at once.
+
+SQLite's own locking is unchanged, so a writer that does not queue here (another program,
+``sqlite3`` on the command line) is still safe: it meets the busy timeout as before.
+PostgreSQL needs none of this (row locks, writers on several hosts): there a unit runs in a
+transaction of its own, at once. An in-memory database is private to its process: no file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows; the queue still applies
+    fcntl = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+#: How long a unit may wait in its queue before it is failed unrun (the caller answers 503;
+#: nothing is lost): SQLite's busy timeout, so a callback's answer still reaches OSS in time.
+WAIT_SECONDS = 2.0
+LOCK_FILE_SUFFIX = "-writer.lock"
+_UNSET: Any = object()
+
+
+class WriteQueueTimeout(SQLAlchemyError):
+    """A unit waited longer than ``WAIT_SECONDS`` behind other writers and was not run."""
+
+
+class _Unit:
+    """One writer's unit of work and, once run, its result or its exception."""
+
+    __slots__ = ("work", "queued_at", "done", "lead", "result", "error")
+
+    def __init__(self, work: Callable[[Connection], Any]) -> None:
+        self.work = work
+        self.queued_at = time.monotonic()
+        self.done = threading.Event()
+        self.lead = False  # set with ``done`` when this writer is handed the lead instead
+        self.result: Any = _UNSET
+        self.error: BaseException | None = None
+
+
+class _WriteQueue:
+    """The writers of one SQLite database in this process."""
+
+    def __init__(self, lock_path: str | None) -> None:
+        self._lock_path = lock_path
+        self._reset()
+
+    def _reset(self) -> None:
+        self._mutex = threading.Lock()
+        self._pending: list[_Unit] = []
+        self._leading = False
+        self._fd: int | None = None
+
+    def run(self, engine: Engine, work: Callable[[Connection], T]) -> T:
+        unit = _Unit(work)
+        with self._mutex:
+            self._pending.append(unit)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            unit.done.wait()
+            if unit.lead:  # the previous leader left this one's unit queued: lead now
+                unit.done.clear()
+                unit.lead = False
+                lead = True
+        if lead:
+            self._lead(engine, unit)
+        if unit.error is not None:
+            raise unit.error
+        return unit.result
+
+    def _lead(self, engine: Engine, own: _Unit) -> None:
+        """Write batches until this writer's unit and one more batch are done, then hand
+        the lead to the oldest writer still waiting (or end it when nobody is)."""
+        batches_after_own = 0
+        while True:
+            with self._mutex:
+                batch, self._pending = self._pending, []
+                if not batch or batches_after_own >= 1:
+                    if batch:
+                        self._pending = batch  # the first of them leads, its unit included
+                        batch[0].lead = True
+                        batch[0].done.set()
+                    else:
+                        self._leading = False
+                    return
+            if own.done.is_set():
+                batches_after_own += 1
+            self._write(engine, batch)
+
+    def _write(self, engine: Engine, batch: list[_Unit]) -> None:
+        everyone = batch
+        try:
+            now = time.monotonic()
+            for unit in batch:
+                if now - unit.queued_at > WAIT_SECONDS:
+                    unit.error = WriteQueueTimeout(
+                        "the database stayed busy with other writes; nothing was written"
+                    )
+            batch = [unit for unit in batch if unit.error is None]
+            if not batch:
+                return
+            # The pool checkout before the lock: the lock's time is the writes' own.
+            with engine.connect() as connection, self._file_lock():
+                try:
+                    with connection.begin():
+                        results = [unit.work(connection) for unit in batch]
+                except (OperationalError, InterfaceError):
+                    raise  # the database, not a unit: every unit fails with it, at once
+                except Exception:
+                    if len(batch) == 1:
+                        raise
+                    # Which unit failed, and did the others? Each alone, in its own transaction.
+                    for unit in batch:
+                        try:
+                            with connection.begin():
+                                unit.result = unit.work(connection)
+                        except Exception as exc:
+                            unit.error = exc
+                else:
+                    for unit, result in zip(batch, results, strict=True):
+                        unit.result = result
+        except BaseException as exc:
+            for unit in batch:
+                if unit.error is None and unit.result is _UNSET:
+                    unit.error = exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for unit in everyone:
+                unit.done.set()
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        if self._lock_path is None or fcntl is None:
+            yield
+            return
+        if self._fd is None:
+            try:
+                self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                # A folder we cannot add a file to: SQLite's busy timeout still serialises.
+                self._lock_path = None
+                yield
+                return
+        # Blocking: a leader holds it for one batch, whose statements are each bounded by
+        # SQLite's busy timeout, and the kernel wakes the next waiter at once.
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def after_fork(self) -> None:
+        """In a forked child: no writer of the parent is ours, and the inherited descriptor
+        would share its lock with the parent's."""
+        self._reset()
+
+
+_queues: dict[str, _WriteQueue] = {}
+_queues_lock = threading.Lock()
+
+
+def _queue(engine: Engine) -> _WriteQueue | None:
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    key = f"{id(engine)}:memory" if in_memory else os.path.abspath(database)
+    queue = _queues.get(key)
+    if queue is None:
+        with _queues_lock:
+            queue = _queues.setdefault(
+                key, _WriteQueue(None if in_memory else key + LOCK_FILE_SUFFIX)
+            )
+    return queue
+
+
+def _after_fork() -> None:
+    for queue in _queues.values():
+        queue.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def write(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """Run ``work(connection)`` in a committed transaction; its result, or what it raised.
+
+    On SQLite, ``work`` may run in one transaction with other writers' units (see the module
+    docstring), so it must do nothing but its writes through ``connection`` (no network, no
+    waiting), and it may run a second time, in a transaction of its own, when another unit
+    of its group failed: keep its effects in the database.
+    """
+    queue = _queue(engine)
+    if queue is None:
+        with engine.begin() as connection:
+            return work(connection)
+    return queue.run(engine, work)
