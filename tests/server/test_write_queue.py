@@ -9,6 +9,7 @@ writing one file all land.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
 
+from server.events.outbox import Outbox, record_event
 from server.uploads import write_lock
 from server.uploads.records import SOURCE_CALLBACK, UploadRecords, make_engine
 
@@ -178,7 +180,7 @@ def test_a_unit_that_waited_too_long_is_failed_unrun(
     assert ran == []
 
 
-def test_many_threads_each_get_their_own_record(tmp_path: Path) -> None:
+def test_many_threads_each_get_their_own_record_and_event(tmp_path: Path) -> None:
     records = UploadRecords(make_engine(f"sqlite:///{tmp_path / 'records.db'}"))
     keys = [f"uploads/u{i % 4}/file-{i}.txt" for i in range(48)]
     barrier = threading.Barrier(len(keys))
@@ -189,6 +191,7 @@ def test_many_threads_each_get_their_own_record(tmp_path: Path) -> None:
         outcome = records.record_upload(
             bucket="b", key=key, etag=f"E{len(key)}", size=len(key), content_type="text/plain",
             owner=key.split("/")[1], destination="default", source=SOURCE_CALLBACK,
+            on_change=record_event,
         )  # fmt: skip
         outcomes[key] = outcome.record.key
 
@@ -200,6 +203,8 @@ def test_many_threads_each_get_their_own_record(tmp_path: Path) -> None:
 
     assert outcomes == {key: key for key in keys}
     assert records.count() == len(keys)
+    events = Outbox(records.engine).latest(limit=len(keys) + 1)
+    assert sorted(json.loads(event.payload)["key"] for event in events) == sorted(keys)
     assert (tmp_path / f"records.db{write_lock.LOCK_FILE_SUFFIX}").exists()
 
 
