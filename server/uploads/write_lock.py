@@ -105,20 +105,31 @@ class _WriteQueue:
         """Write batches until this writer's unit and one more batch are done, then hand
         the lead to the oldest writer still waiting (or end it when nobody is)."""
         batches_after_own = 0
-        while True:
+        try:
+            while True:
+                with self._mutex:
+                    if not self._pending or batches_after_own >= 1:
+                        self._pass_lead()
+                        return
+                    batch, self._pending = self._pending, []
+                if own.done.is_set():
+                    batches_after_own += 1
+                self._write(engine, batch)
+        except BaseException:
+            # Leaving by an exception that is not a unit's (the thread interrupted): whoever
+            # waits must still be led, or every later writer of the process would wait forever.
             with self._mutex:
-                batch, self._pending = self._pending, []
-                if not batch or batches_after_own >= 1:
-                    if batch:
-                        self._pending = batch  # the first of them leads, its unit included
-                        batch[0].lead = True
-                        batch[0].done.set()
-                    else:
-                        self._leading = False
-                    return
-            if own.done.is_set():
-                batches_after_own += 1
-            self._write(engine, batch)
+                self._pass_lead()
+            raise
+
+    def _pass_lead(self) -> None:
+        """Hand the lead to the oldest waiting writer, or end it. Called holding the mutex."""
+        if self._pending:
+            first = self._pending[0]  # it leads, its own unit included
+            first.lead = True
+            first.done.set()
+        else:
+            self._leading = False
 
     def _write(self, engine: Engine, batch: list[_Unit]) -> None:
         everyone = batch

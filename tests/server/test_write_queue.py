@@ -180,6 +180,33 @@ def test_a_unit_that_waited_too_long_is_failed_unrun(
     assert ran == []
 
 
+class _Interrupted(BaseException):
+    """Not an error of a unit: what a thread stopped from outside raises."""
+
+
+def test_a_leader_interrupted_still_hands_on_the_lead(tmp_path: Path) -> None:
+    engine = _engine(tmp_path / "interrupted.db")
+    started, release = threading.Event(), threading.Event()
+
+    def interrupted(connection: Connection) -> str:
+        started.set()
+        assert release.wait(10)
+        raise _Interrupted
+
+    leader = _Writer(engine, interrupted)
+    assert started.wait(10)
+    waiting = _Writer(engine, _insert("after"))
+    _wait_queued(engine, 1)
+    release.set()
+    leader.join(10)
+    waiting.join(10)
+
+    assert isinstance(leader.error, _Interrupted)
+    assert not waiting.is_alive() and waiting.result == "after"
+    assert write_lock.write(engine, _insert("later")) == "later"  # the queue still serves
+    assert _names(engine) == {"after", "later"}
+
+
 def test_many_threads_each_get_their_own_record_and_event(tmp_path: Path) -> None:
     records = UploadRecords(make_engine(f"sqlite:///{tmp_path / 'records.db'}"))
     keys = [f"uploads/u{i % 4}/file-{i}.txt" for i in range(48)]
