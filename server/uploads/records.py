@@ -232,6 +232,53 @@ def _upsert_statement(dialect: str):
     ).returning(*_TABLE.c)
 
 
+def _insert_new_statement(dialect: str):
+    """INSERT … ON CONFLICT (bucket, key) DO NOTHING RETURNING, for ``insert_new``."""
+    statement = postgresql.insert(_TABLE) if dialect == "postgresql" else sqlite.insert(_TABLE)
+    return statement.on_conflict_do_nothing(index_elements=["bucket", "object_key"]).returning(
+        *_TABLE.c
+    )
+
+
+def _etag(etag: str) -> str:
+    """ETags are kept unquoted and upper-case (OSS quotes them, and cases vary by API)."""
+    return etag.strip('"').upper()
+
+
+def _row_values(
+    bucket: str,
+    key: str,
+    etag: str,
+    size: int,
+    content_type: str,
+    owner: str,
+    destination: str,
+    source: str,
+    custom: dict[str, str] | None,
+    status: str,
+    reason: str | None,
+    message: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """A record's row as ``record_upload`` and ``insert_new`` write it."""
+    return {
+        "bucket": bucket,
+        "object_key": key,
+        "etag": etag,
+        "size": size,
+        "content_type": content_type,
+        "owner": owner,
+        "destination": destination,
+        "source": source,
+        "custom_json": json.dumps(custom or {}, sort_keys=True),
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def _is_duplicate(existing: UploadRecord | None, etag: str, source: str) -> TypeGuard[UploadRecord]:
     """The same object already recorded, by a callback or by another source than a callback:
     nothing to write (a callback does confirm what reconcile or the sweep found)."""
@@ -262,18 +309,57 @@ class UploadRecords:
         self._upsert = _upsert_statement(engine.dialect.name)
         self._read = Prepared(self._select_one, engine.dialect)
         self._write = Prepared(self._upsert, engine.dialect, column_keys=_WRITTEN)
+        self._insert_new = Prepared(
+            _insert_new_statement(engine.dialect.name), engine.dialect, column_keys=_WRITTEN
+        )
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """``work(connection)`` in a committed transaction, queued with the database's other
         writers (``server.uploads.write_lock``: on SQLite, writes of several threads commit
         together): where the verdict writes the record and its event together.
 
-        Read before it (``get``), outside: a read takes no lock (SQLite in WAL mode, or
-        PostgreSQL without a row lock), so the duplicate of an upload already judged never
-        queues behind writers. The write stays conditional on the row read, so a writer in
-        between is detected, not overwritten.
+        ``work`` must do nothing but database work through ``connection`` (no network): it
+        holds the database's write turn meanwhile.
         """
         return write_lock.write(self.engine, work)
+
+    def insert_new(
+        self,
+        connection: Connection,
+        *,
+        bucket: str,
+        key: str,
+        etag: str,
+        size: int,
+        content_type: str,
+        owner: str,
+        destination: str,
+        source: str,
+        custom: dict[str, str] | None = None,
+        status: str = STATUS_ACCEPTED,
+        reason: str | None = None,
+        message: str | None = None,
+        now: datetime | None = None,
+        on_change: OnChange | None = None,
+    ) -> RecordOutcome | None:
+        """Record an upload at a key with no record yet, in ``connection``'s transaction: one
+        INSERT that does nothing when the key has a record (then None: read that record and
+        decide with ``record_upload``). ``on_change`` runs as for ``record_upload``.
+
+        Most uploads are new objects, so the verdict writes first and reads only when this
+        finds the key taken: one statement for the usual case instead of a read and a write.
+        """
+        values = _row_values(
+            bucket, key, _etag(etag), size, content_type, owner, destination, source, custom,
+            status, reason, message, now or datetime.now(UTC),
+        )  # fmt: skip
+        rows = self._insert_new.run(connection, values)
+        if not rows:
+            return None
+        outcome = RecordOutcome(_to_record(rows[0]), created=True, changed=True)
+        if on_change is not None:
+            on_change(connection, outcome)
+        return outcome
 
     def record_upload(
         self,
@@ -313,7 +399,7 @@ class UploadRecords:
         commits; by default the write has a transaction of its own.
         """
         now = now or datetime.now(UTC)
-        etag = etag.strip('"').upper()
+        etag = _etag(etag)
         existing = (
             self.get(bucket, key, connection=connection) if isinstance(seen, _Unread) else seen
         )
@@ -321,22 +407,10 @@ class UploadRecords:
             # A duplicate (OSS retry, reconcile after the callback): read-only, so it never
             # waits for a write lock.
             return RecordOutcome(existing, created=False, changed=False)
-        values = {
-            "bucket": bucket,
-            "object_key": key,
-            "etag": etag,
-            "size": size,
-            "content_type": content_type,
-            "owner": owner,
-            "destination": destination,
-            "source": source,
-            "custom_json": json.dumps(custom or {}, sort_keys=True),
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "created_at": now,
-            "updated_at": now,
-        }
+        values = _row_values(
+            bucket, key, etag, size, content_type, owner, destination, source, custom,
+            status, reason, message, now,
+        )  # fmt: skip
         if connection is not None:
             return self._write_once(connection, values, existing, on_change)
         return self.write(lambda own: self._write_once(own, values, existing, on_change))

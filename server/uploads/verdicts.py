@@ -21,11 +21,12 @@ changes nothing (and emits no second event).
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field
+from typing import TypedDict, TypeGuard
 
 import oss2
+from sqlalchemy import Connection
 
 from server.bucket.access import ObjectFacts, head
 from server.destinations.destination import Destination
@@ -130,6 +131,50 @@ def broken_rule(
     return None
 
 
+class _Facts(TypedDict):
+    """What a record says of the object, as ``insert_new`` and ``record_upload`` take it."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    content_type: str
+    owner: str
+    destination: str
+    source: str
+    custom: dict[str, str]
+
+
+class _Outcome(TypedDict):
+    status: str
+    reason: str | None
+    message: str | None
+
+
+def _outcome(broken: tuple[str, str] | None) -> _Outcome:
+    """The record's status, reason and message for a broken rule (None: accepted)."""
+    if broken is None:
+        return {"status": STATUS_ACCEPTED, "reason": None, "message": None}
+    return {"status": STATUS_REJECTED, "reason": broken[0], "message": broken[1]}
+
+
+def _judged_before(
+    previous: UploadRecord | None, facts: ObjectFacts, source: str
+) -> TypeGuard[UploadRecord]:
+    """Whether ``previous`` is this very object already judged, so nothing is written: the
+    same ETag, and rejected, or recorded from the same source, or this evidence is not a
+    callback (a callback does confirm what the sweep or reconcile found first)."""
+    return (
+        previous is not None
+        and previous.etag == facts.etag
+        and (
+            previous.status == STATUS_REJECTED
+            or previous.source == source
+            or source != SOURCE_CALLBACK
+        )
+    )
+
+
 def judge(
     evidence: Evidence,
     *,
@@ -147,49 +192,55 @@ def judge(
     the object stays until a later piece of evidence judges it).
     """
     facts = head(bucket, evidence.key)
-    # The HEAD first, so no network wait holds a connection; the read outside the write's
-    # transaction, so a duplicate never queues behind writers; disposal after the commit, so
-    # a rejected object is gone only once its record says why.
-    previous = records.get(destination.bucket, evidence.key)
     if facts is None:
+        previous = records.get(destination.bucket, evidence.key)
         if previous is not None and previous.status == STATUS_REJECTED:
             return Verdict(previous, changed=False)  # removed by its own verdict
         raise ObjectGone(evidence.key)
-    broken: tuple[str, str] | None = None
-    if (
-        previous is not None
-        and previous.etag == facts.etag
-        and (
-            previous.status == STATUS_REJECTED
-            or previous.source == evidence.source
-            or evidence.source != SOURCE_CALLBACK
+    found = facts  # for the closure below (a narrowed name, for the type checker)
+    fields: _Facts = {
+        "bucket": destination.bucket,
+        "key": evidence.key,
+        "etag": facts.etag,
+        "size": facts.size,
+        "content_type": facts.content_type,
+        "owner": evidence.owner,
+        "destination": destination.name,
+        "source": evidence.source,
+        "custom": evidence.custom,
+    }
+
+    def decide(connection: Connection) -> tuple[Verdict, tuple[str, str] | None, bool]:
+        """The verdict, written: ``(verdict, broken rule, whether to dispose)``.
+
+        Runs in the queued write (server.uploads.write_lock), the HEAD done before it so no
+        network wait holds the lock. Most uploads are new objects: one INSERT records them,
+        and the record is read only when the key already has one (an overwrite, an OSS
+        retry, a confirm after the callback).
+        """
+        broken = broken_rule(destination, found, None)
+        created = records.insert_new(
+            connection, **fields, **_outcome(broken), on_change=record_event
         )
-    ):
-        # Judged before. A rejected object still there means its disposal failed then.
-        verdict = Verdict(previous, changed=False)
-        dispose = previous.status == STATUS_REJECTED
-    else:
-        broken = broken_rule(destination, facts, previous)
-        record = functools.partial(
-            records.record_upload,
-            bucket=destination.bucket,
-            key=evidence.key,
-            etag=facts.etag,
-            size=facts.size,
-            content_type=facts.content_type,
-            owner=evidence.owner,
-            destination=destination.name,
-            source=evidence.source,
-            custom=evidence.custom,
-            status=STATUS_ACCEPTED if broken is None else STATUS_REJECTED,
-            reason=None if broken is None else broken[0],
-            message=None if broken is None else broken[1],
+        if created is not None:
+            return Verdict(created.record, changed=True), broken, broken is not None
+        previous = records.get(destination.bucket, evidence.key, connection=connection)
+        if _judged_before(previous, found, evidence.source):
+            # A rejected object still there means its disposal failed then.
+            return Verdict(previous, changed=False), None, previous.status == STATUS_REJECTED
+        broken = broken_rule(destination, found, previous)
+        outcome = records.record_upload(
+            **fields,
+            **_outcome(broken),
             on_change=record_event,
             seen=previous,  # read above: not read again (the write still checks it)
+            connection=connection,
         )
-        outcome = records.write(lambda connection: record(connection=connection))
-        verdict = Verdict(outcome.record, changed=outcome.changed)
-        dispose = broken is not None and outcome.record.etag == facts.etag
+        dispose = broken is not None and outcome.record.etag == found.etag
+        return Verdict(outcome.record, changed=outcome.changed), broken, dispose
+
+    # Disposal after the commit, so a rejected object is gone only once its record says why.
+    verdict, broken, dispose = records.write(decide)
     if verdict.changed:
         metrics.count_verdict(verdict.record.status, verdict.record.reason, evidence.source)
     if dispose:

@@ -298,7 +298,7 @@ def test_database_failure_gives_203_and_reconcile_recovers(
     app = create_app(app_config(emulator, f"{url}/oss/callback", tmp_path))
     records = app.extensions["ossgate"].records
 
-    def broken(**_):
+    def broken(*_args, **_kwargs):
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
     server, thread = serve(app, port)
@@ -306,7 +306,7 @@ def test_database_failure_gives_203_and_reconcile_recovers(
         grant = requests.post(
             f"{url}/api/sts-token", headers=bearer(jwt_for("gina")), timeout=10
         ).json()
-        monkeypatch.setattr(records, "record_upload", broken)
+        monkeypatch.setattr(records, "write", broken)  # every write of a record fails
         key = grant["prefix"] + "during-outage.txt"
         result = as_user(emulator, grant).put_object(
             key, b"kept", headers=callback_headers(grant["callback"])

@@ -257,12 +257,12 @@ def test_confirm_only_reaches_the_callers_own_prefix(strict: Served, emulator: E
         assert _confirm(strict, "ida", bad).status_code == 400
 
 
-def test_a_verdict_reads_outside_its_write_and_a_duplicate_only_reads(
+def test_a_new_object_is_recorded_by_one_insert_and_a_duplicate_writes_nothing(
     emulator: Emulator, tmp_path
 ) -> None:
-    """A new verdict reads, then writes its record and event in one queued transaction (two
-    pool checkouts); a duplicate only reads (one), so it never queues behind writers. The
-    outcome: one record, one event, nothing for the duplicate."""
+    """A new object's verdict is one queued transaction that INSERTs its record and event
+    without reading first; a duplicate's finds the key taken, reads the record and writes
+    nothing. One pool checkout each; one record and one event in all."""
     from sqlalchemy import event
 
     from server.events.outbox import Outbox
@@ -271,7 +271,13 @@ def test_a_verdict_reads_outside_its_write_and_a_duplicate_only_reads(
 
     records = UploadRecords(make_engine(f"sqlite:///{tmp_path / 'records.db'}"))
     checkouts: list[object] = []
-    event.listen(records.engine, "checkout", lambda *args: checkouts.append(args))
+    statements: list[str] = []  # what SQLite itself ran (Prepared statements included)
+
+    def checked_out(dbapi_connection, *_args) -> None:
+        checkouts.append(dbapi_connection)
+        dbapi_connection.set_trace_callback(statements.append)
+
+    event.listen(records.engine, "checkout", checked_out)
     bucket = root_bucket(emulator)
     key = "uploads/u/one.png"
     bucket.put_object(key, PNG, headers={"Content-Type": "image/png"})
@@ -279,8 +285,13 @@ def test_a_verdict_reads_outside_its_write_and_a_duplicate_only_reads(
     evidence = Evidence(key=key, owner="u", source=SOURCE_CALLBACK, custom={"uid": "u"})
 
     first = judge(evidence, destination=destination, bucket=bucket, records=records)
-    assert first.changed and first.accepted and len(checkouts) == 2
+    assert first.changed and first.accepted and len(checkouts) == 1
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    assert len(inserts) == 2  # the record, then its event
+    assert not any(s.lstrip().upper().startswith("SELECT") for s in statements), statements
+    statements.clear()
     again = judge(evidence, destination=destination, bucket=bucket, records=records)
-    assert not again.changed and again.record == first.record and len(checkouts) == 3
+    assert not again.changed and again.record == first.record and len(checkouts) == 2
+    assert any(s.lstrip().upper().startswith("SELECT") for s in statements)
     assert records.count() == 1
     assert Outbox(records.engine).counts()["pending"] == 1
