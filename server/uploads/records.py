@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypedDict, TypeGuard, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -245,38 +245,30 @@ def _etag(etag: str) -> str:
     return etag.strip('"').upper()
 
 
-def _row_values(
-    bucket: str,
-    key: str,
-    etag: str,
-    size: int,
-    content_type: str,
-    owner: str,
-    destination: str,
-    source: str,
-    custom: dict[str, str] | None,
-    status: str,
-    reason: str | None,
-    message: str | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """A record's row as ``record_upload`` and ``insert_new`` write it."""
-    return {
-        "bucket": bucket,
-        "object_key": key,
-        "etag": etag,
-        "size": size,
-        "content_type": content_type,
-        "owner": owner,
-        "destination": destination,
-        "source": source,
-        "custom_json": json.dumps(custom or {}, sort_keys=True),
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "created_at": now,
-        "updated_at": now,
-    }
+class NewRecord(TypedDict):
+    """A record to write: what ``insert_new`` takes (``record_upload`` takes the same as
+    keywords). ``reason`` and ``message`` say why, for a rejected one."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    content_type: str
+    owner: str
+    destination: str
+    source: str
+    custom: dict[str, str]
+    status: str
+    reason: str | None
+    message: str | None
+
+
+def _row_values(record: NewRecord, now: datetime) -> dict[str, Any]:
+    """The ``uploads`` row ``record_upload`` and ``insert_new`` write for ``record``."""
+    values: dict[str, Any] = {**record, "created_at": now, "updated_at": now}
+    values["object_key"] = values.pop("key")
+    values["custom_json"] = json.dumps(values.pop("custom"), sort_keys=True)
+    return values
 
 
 def _is_duplicate(existing: UploadRecord | None, etag: str, source: str) -> TypeGuard[UploadRecord]:
@@ -326,19 +318,8 @@ class UploadRecords:
     def insert_new(
         self,
         connection: Connection,
+        record: NewRecord,
         *,
-        bucket: str,
-        key: str,
-        etag: str,
-        size: int,
-        content_type: str,
-        owner: str,
-        destination: str,
-        source: str,
-        custom: dict[str, str] | None = None,
-        status: str = STATUS_ACCEPTED,
-        reason: str | None = None,
-        message: str | None = None,
         now: datetime | None = None,
         on_change: OnChange | None = None,
     ) -> RecordOutcome | None:
@@ -349,10 +330,7 @@ class UploadRecords:
         Most uploads are new objects, so the verdict writes first and reads only when this
         finds the key taken: one statement for the usual case instead of a read and a write.
         """
-        values = _row_values(
-            bucket, key, _etag(etag), size, content_type, owner, destination, source, custom,
-            status, reason, message, now or datetime.now(UTC),
-        )  # fmt: skip
+        values = _row_values({**record, "etag": _etag(record["etag"])}, now or datetime.now(UTC))
         rows = self._insert_new.run(connection, values)
         if not rows:
             return None
@@ -407,10 +385,13 @@ class UploadRecords:
             # A duplicate (OSS retry, reconcile after the callback): read-only, so it never
             # waits for a write lock.
             return RecordOutcome(existing, created=False, changed=False)
-        values = _row_values(
-            bucket, key, etag, size, content_type, owner, destination, source, custom,
-            status, reason, message, now,
-        )  # fmt: skip
+        record: NewRecord = {
+            "bucket": bucket, "key": key, "etag": etag, "size": size,
+            "content_type": content_type, "owner": owner, "destination": destination,
+            "source": source, "custom": custom or {}, "status": status, "reason": reason,
+            "message": message,
+        }  # fmt: skip
+        values = _row_values(record, now)
         if connection is not None:
             return self._write_once(connection, values, existing, on_change)
         return self.write(lambda own: self._write_once(own, values, existing, on_change))

@@ -36,6 +36,7 @@ from server.uploads.records import (
     SOURCE_CALLBACK,
     STATUS_ACCEPTED,
     STATUS_REJECTED,
+    NewRecord,
     UploadRecord,
     UploadRecords,
 )
@@ -131,20 +132,6 @@ def broken_rule(
     return None
 
 
-class _Facts(TypedDict):
-    """What a record says of the object, as ``insert_new`` and ``record_upload`` take it."""
-
-    bucket: str
-    key: str
-    etag: str
-    size: int
-    content_type: str
-    owner: str
-    destination: str
-    source: str
-    custom: dict[str, str]
-
-
 class _Outcome(TypedDict):
     status: str
     reason: str | None
@@ -198,17 +185,20 @@ def judge(
             return Verdict(previous, changed=False)  # removed by its own verdict
         raise ObjectGone(evidence.key)
     found = facts  # for the closure below (a narrowed name, for the type checker)
-    fields: _Facts = {
-        "bucket": destination.bucket,
-        "key": evidence.key,
-        "etag": facts.etag,
-        "size": facts.size,
-        "content_type": facts.content_type,
-        "owner": evidence.owner,
-        "destination": destination.name,
-        "source": evidence.source,
-        "custom": evidence.custom,
-    }
+
+    def record(broken: tuple[str, str] | None) -> NewRecord:
+        return {
+            "bucket": destination.bucket,
+            "key": evidence.key,
+            "etag": found.etag,
+            "size": found.size,
+            "content_type": found.content_type,
+            "owner": evidence.owner,
+            "destination": destination.name,
+            "source": evidence.source,
+            "custom": evidence.custom,
+            **_outcome(broken),
+        }
 
     def decide(connection: Connection) -> tuple[Verdict, tuple[str, str] | None, bool]:
         """The verdict, written: ``(verdict, broken rule, whether to dispose)``.
@@ -219,9 +209,7 @@ def judge(
         retry, a confirm after the callback).
         """
         broken = broken_rule(destination, found, None)
-        created = records.insert_new(
-            connection, **fields, **_outcome(broken), on_change=record_event
-        )
+        created = records.insert_new(connection, record(broken), on_change=record_event)
         if created is not None:
             return Verdict(created.record, changed=True), broken, broken is not None
         previous = records.get(destination.bucket, evidence.key, connection=connection)
@@ -230,8 +218,7 @@ def judge(
             return Verdict(previous, changed=False), None, previous.status == STATUS_REJECTED
         broken = broken_rule(destination, found, previous)
         outcome = records.record_upload(
-            **fields,
-            **_outcome(broken),
+            **record(broken),
             on_change=record_event,
             seen=previous,  # read above: not read again (the write still checks it)
             connection=connection,
