@@ -4,9 +4,10 @@ SQLAlchemy, so the same code runs on SQLite (the default, a file in the instance
 WAL mode) and on PostgreSQL (``OSSGATE_DATABASE_URL``) when several instances share records.
 The schema is Alembic's (``server.uploads.migrations``): a model change here needs a revision.
 
-``record_upload`` is the single place where "an upload was recorded" happens: every verdict
-comes through it, and so does the event sent to the host app about it (written by the
-caller's ``on_change`` in the same transaction, server.events.outbox). It is idempotent per
+``record_upload`` is where "an upload was recorded" happens (with ``insert_new``, its one-
+statement form for a key that has no record yet): every verdict comes through them, and so
+does the event sent to the host app about it (written by the caller's ``on_change`` in the
+same transaction, server.events.outbox). It is idempotent per
 (bucket, key): the same ETag again changes nothing, so OSS duplicates and a reconcile run
 after a callback never make a second record (nor a second event); a new ETag for the same key
 is a newer upload and updates the record.
@@ -271,7 +272,7 @@ def _row_values(record: NewRecord, now: datetime) -> dict[str, Any]:
     return values
 
 
-def _is_duplicate(existing: UploadRecord | None, etag: str, source: str) -> TypeGuard[UploadRecord]:
+def is_duplicate(existing: UploadRecord | None, etag: str, source: str) -> TypeGuard[UploadRecord]:
     """The same object already recorded, by a callback or by another source than a callback:
     nothing to write (a callback does confirm what reconcile or the sweep found)."""
     return (
@@ -373,7 +374,7 @@ class UploadRecords:
         was none), so it is not read again. The write is conditional on it all the same: if
         the row changed since, it is read again and the decision made again, as for any race.
 
-        ``connection``: write in that connection's transaction (``begin``), which the caller
+        ``connection``: write in that connection's transaction (``write``), which the caller
         commits; by default the write has a transaction of its own.
         """
         now = now or datetime.now(UTC)
@@ -381,7 +382,7 @@ class UploadRecords:
         existing = (
             self.get(bucket, key, connection=connection) if isinstance(seen, _Unread) else seen
         )
-        if _is_duplicate(existing, etag, source):
+        if is_duplicate(existing, etag, source):
             # A duplicate (OSS retry, reconcile after the callback): read-only, so it never
             # waits for a write lock.
             return RecordOutcome(existing, created=False, changed=False)
@@ -419,7 +420,7 @@ class UploadRecords:
             # this very upload). Read it again, now holding it, and decide again.
             again = self._read.run(connection, where)
             existing = _to_record(again[0]) if again else None
-            if _is_duplicate(existing, etag, source):
+            if is_duplicate(existing, etag, source):
                 return RecordOutcome(existing, created=False, changed=False)
         else:
             raise RecordContended(f"the record of {key} kept changing; nothing was written")

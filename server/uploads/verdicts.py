@@ -33,12 +33,12 @@ from server.destinations.destination import Destination
 from server.events.outbox import record_event
 from server.metrics import registry as metrics
 from server.uploads.records import (
-    SOURCE_CALLBACK,
     STATUS_ACCEPTED,
     STATUS_REJECTED,
     NewRecord,
     UploadRecord,
     UploadRecords,
+    is_duplicate,
 )
 
 log = logging.getLogger(__name__)
@@ -149,16 +149,12 @@ def _judged_before(
     previous: UploadRecord | None, facts: ObjectFacts, source: str
 ) -> TypeGuard[UploadRecord]:
     """Whether ``previous`` is this very object already judged, so nothing is written: the
-    same ETag, and rejected, or recorded from the same source, or this evidence is not a
-    callback (a callback does confirm what the sweep or reconcile found first)."""
+    same ETag, and rejected, or a duplicate as ``record_upload`` counts one (a callback does
+    confirm what the sweep or reconcile found first)."""
     return (
         previous is not None
         and previous.etag == facts.etag
-        and (
-            previous.status == STATUS_REJECTED
-            or previous.source == source
-            or source != SOURCE_CALLBACK
-        )
+        and (previous.status == STATUS_REJECTED or is_duplicate(previous, facts.etag, source))
     )
 
 
