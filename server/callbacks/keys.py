@@ -89,6 +89,14 @@ def _normalise_all(urls: Sequence[str]) -> frozenset[str]:
     return frozenset(normalised)
 
 
+@lru_cache(maxsize=64)
+def _normalised(url: str) -> str:
+    """``parse_key_url(url)`` as a string, each URL parsed once: every callback names its
+    key URL, almost always the same one, and is checked twice (``check``, then ``get``).
+    What does not parse raises ``ValueError`` and is not remembered."""
+    return str(parse_key_url(url))
+
+
 @lru_cache(maxsize=16)
 def _normalised_trusted(urls: tuple[str, ...]) -> frozenset[str]:
     """``_normalise_all`` of a caller's ``also_trusted``, parsed once: every callback passes
@@ -202,10 +210,9 @@ class PublicKeyStore:
         Pure: no network, no cache. ``also_trusted`` entries must parse (``ValueError``).
         """
         try:
-            parsed = parse_key_url(url)
+            normalised = _normalised(url)
         except ValueError as exc:
             raise UntrustedKeyURLError(f"the public key URL is refused: {exc}") from None
-        normalised = str(parsed)
         if (
             normalised in PINNED_KEY_URLS
             or normalised in self._trusted

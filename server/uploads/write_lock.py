@@ -21,6 +21,12 @@ So ossgate's own writers to one SQLite database do not race for the lock:
   ``<database>-writer.lock`` while it writes, shared by every ossgate process on the host
   (gunicorn's workers, ``ossgate worker``, the CLI); the kernel wakes the next one at once.
 
+- **One connection for the writes.** A queue keeps the pool connection its leaders write
+  through, instead of checking one out of the pool and back in for every batch (that cost
+  about a tenth of a callback's own CPU). Only the leader of the moment uses it; a batch that
+  fails gives it back to the pool (a fresh one is taken next time), and it goes back when
+  the engine is garbage-collected or disposed (at the next write).
+
 SQLite's own locking is unchanged, so a writer that does not queue here (another program,
 ``sqlite3`` on the command line) is still safe: it meets the busy timeout as before.
 PostgreSQL needs none of this (row locks, writers on several hosts): there a unit runs in a
@@ -32,12 +38,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import weakref
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import Pool, PoolProxiedConnection
 
 try:
     import fcntl
@@ -64,10 +71,26 @@ class _Unit:
     def __init__(self, work: Callable[[Connection], Any]) -> None:
         self.work = work
         self.queued_at = time.monotonic()
-        self.done = threading.Event()
-        self.lead = False  # set with ``done`` when this writer is handed the lead instead
+        #: What a writer that does not lead waits on: taken until its unit is done (or the
+        #: lead is handed to it). None for a leader's own unit: nobody waits for it.
+        self.done: threading.Lock | None = None
+        self.lead = False  # set before ``done`` is released when the lead is handed over
         self.result: Any = _UNSET
         self.error: BaseException | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not _UNSET or self.error is not None
+
+    def wait(self) -> None:
+        """Block until the unit is done or the lead is handed to this writer."""
+        assert self.done is not None
+        self.done.acquire()
+
+    def signal(self) -> None:
+        """Wake the writer waiting in ``wait`` (if any)."""
+        if self.done is not None and self.done.locked():
+            self.done.release()
 
 
 class _WriteQueue:
@@ -86,13 +109,15 @@ class _WriteQueue:
     def run(self, engine: Engine, work: Callable[[Connection], T]) -> T:
         unit = _Unit(work)
         with self._mutex:
-            self._pending.append(unit)
             lead = not self._leading
+            if not lead:
+                unit.done = threading.Lock()
+                unit.done.acquire()
+            self._pending.append(unit)
             self._leading = True
         if not lead:
-            unit.done.wait()
+            unit.wait()
             if unit.lead:  # the previous leader left this one's unit queued: lead now
-                unit.done.clear()
                 unit.lead = False
                 lead = True
         if lead:
@@ -112,7 +137,7 @@ class _WriteQueue:
                         self._pass_lead()
                         return
                     batch, self._pending = self._pending, []
-                if own.done.is_set():
+                if own.finished:
                     batches_after_own += 1
                 self._write(engine, batch)
         except BaseException:
@@ -127,7 +152,7 @@ class _WriteQueue:
         if self._pending:
             first = self._pending[0]  # it leads, its own unit included
             first.lead = True
-            first.done.set()
+            first.signal()
         else:
             self._leading = False
 
@@ -143,27 +168,17 @@ class _WriteQueue:
             batch = [unit for unit in batch if unit.error is None]
             if not batch:
                 return
-            # The pool checkout before the lock: the lock's time is the writes' own.
-            with engine.connect() as connection, self._file_lock():
-                try:
-                    with connection.begin():
-                        results = [unit.work(connection) for unit in batch]
-                except (OperationalError, InterfaceError):
-                    raise  # the database, not a unit: every unit fails with it, at once
-                except Exception:
-                    if len(batch) == 1:
-                        raise
-                    # Which unit failed, and did the others? Each alone, in its own transaction.
-                    for unit in batch:
-                        try:
-                            with connection.begin():
-                                unit.result = unit.work(connection)
-                        except Exception as exc:
-                            unit.error = exc
-                else:
-                    for unit, result in zip(batch, results, strict=True):
-                        unit.result = result
+            # The connection before the lock: the lock's time is the writes' own.
+            connection = _writer_connection(engine)
+            self._lock_file()
+            try:
+                self._run(connection, batch)
+            finally:
+                self._unlock_file()
         except BaseException as exc:
+            # Whatever state the failure left the connection in (invalidated, a transaction
+            # to roll back), it is closed; the next batch takes another.
+            _drop_writer_connection(engine)
             for unit in batch:
                 if unit.error is None and unit.result is _UNSET:
                     unit.error = exc
@@ -171,12 +186,37 @@ class _WriteQueue:
                 raise
         finally:
             for unit in everyone:
-                unit.done.set()
+                unit.signal()
 
-    @contextmanager
-    def _file_lock(self) -> Iterator[None]:
+    @staticmethod
+    def _run(connection: Connection, batch: list[_Unit]) -> None:
+        """The batch's units in one transaction; on a unit's failure, each alone."""
+        try:
+            with connection.begin():
+                results = [unit.work(connection) for unit in batch]
+        except (OperationalError, InterfaceError):
+            raise  # the database, not a unit: every unit fails with it, at once
+        except Exception:
+            if len(batch) == 1:
+                raise
+            # Which unit failed, and did the others? Each alone, in its own transaction.
+            for unit in batch:
+                try:
+                    with connection.begin():
+                        unit.result = unit.work(connection)
+                except Exception as exc:
+                    unit.error = exc
+        else:
+            for unit, result in zip(batch, results, strict=True):
+                unit.result = result
+
+    def _lock_file(self) -> None:
+        """Take the writer lock file shared by the database's processes (if it can be had).
+
+        Blocking: a leader holds it for one batch, whose statements are each bounded by
+        SQLite's busy timeout, and the kernel wakes the next waiter at once.
+        """
         if self._lock_path is None or fcntl is None:
-            yield
             return
         if self._fd is None:
             try:
@@ -184,14 +224,11 @@ class _WriteQueue:
             except OSError:
                 # A folder we cannot add a file to: SQLite's busy timeout still serialises.
                 self._lock_path = None
-                yield
                 return
-        # Blocking: a leader holds it for one batch, whose statements are each bounded by
-        # SQLite's busy timeout, and the kernel wakes the next waiter at once.
         fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
+
+    def _unlock_file(self) -> None:
+        if self._fd is not None and fcntl is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def after_fork(self) -> None:
@@ -202,26 +239,87 @@ class _WriteQueue:
 
 _queues: dict[str, _WriteQueue] = {}
 _queues_lock = threading.Lock()
+#: Each engine's queue (None: not SQLite), found without working out its file's path again.
+_engine_queues: weakref.WeakKeyDictionary[Engine, _WriteQueue | None] = weakref.WeakKeyDictionary()
+
+
+class _WriterConnection:
+    """The connection an engine's writes go through, kept between them: checking one out
+    of the pool and back in for every batch cost about a tenth of a callback's own CPU.
+
+    Detached from the pool (``PoolProxiedConnection.detach``): the pool neither hands it out
+    nor counts it, and it is closed, not returned, when dropped. It lives in the engine's
+    ``__dict__``, so it goes with the engine: the garbage collector closes it with the engine
+    (a detached connection has no pool finalizer to complain), and nothing global keeps the
+    engine alive. Only the leader of the engine's queue uses it.
+    """
+
+    __slots__ = ("pool", "connection", "inherited", "__weakref__")
+
+    def __init__(self, pool: Pool, connection: PoolProxiedConnection) -> None:
+        self.pool = pool  # a disposed engine has a new pool: this connection is then dropped
+        self.connection = connection
+        self.inherited = False  # the parent's, in a forked child: neither used nor closed
+
+    def usable(self, engine: Engine) -> bool:
+        return self.pool is engine.pool and not self.inherited and self.connection.is_valid
+
+
+_WRITER_CONNECTION = "_ossgate_writer_connection"
+#: Every writer connection of the process, to forget them in a forked child.
+_writer_connections: weakref.WeakSet[_WriterConnection] = weakref.WeakSet()
+#: Writer connections a parent held when it forked: the child neither uses nor closes them
+#: (SQLite: a connection must not cross a fork), and keeps them from the garbage collector,
+#: which would close them.
+_inherited: list[_WriterConnection] = []
+
+
+def _writer_connection(engine: Engine) -> Connection:
+    """A ``Connection`` on ``engine``'s writer connection, taken from its pool if it has
+    none (or only one of the pool it had before ``dispose``, or one no longer valid)."""
+    held: _WriterConnection | None = engine.__dict__.get(_WRITER_CONNECTION)
+    if held is not None and held.usable(engine):
+        return Connection(engine, connection=held.connection)
+    _drop_writer_connection(engine)
+    pooled = engine.raw_connection()
+    pooled.detach()
+    held = engine.__dict__[_WRITER_CONNECTION] = _WriterConnection(engine.pool, pooled)
+    _writer_connections.add(held)
+    return Connection(engine, connection=pooled)
+
+
+def _drop_writer_connection(engine: Engine) -> None:
+    """Close ``engine``'s writer connection, if it has one (the next write takes another)."""
+    held: _WriterConnection | None = engine.__dict__.pop(_WRITER_CONNECTION, None)
+    if held is not None and not held.inherited:
+        held.connection.close()
 
 
 def _queue(engine: Engine) -> _WriteQueue | None:
+    try:
+        return _engine_queues[engine]
+    except KeyError:
+        pass
+    queue = _engine_queues[engine] = _file_queue(engine)
+    return queue
+
+
+def _file_queue(engine: Engine) -> _WriteQueue | None:
     if engine.dialect.name != "sqlite":
         return None
     database = engine.url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     key = f"{id(engine)}:memory" if in_memory else os.path.abspath(database)
-    queue = _queues.get(key)
-    if queue is None:
-        with _queues_lock:
-            queue = _queues.setdefault(
-                key, _WriteQueue(None if in_memory else key + LOCK_FILE_SUFFIX)
-            )
-    return queue
+    with _queues_lock:
+        return _queues.setdefault(key, _WriteQueue(None if in_memory else key + LOCK_FILE_SUFFIX))
 
 
 def _after_fork() -> None:
     for queue in _queues.values():
         queue.after_fork()
+    for held in list(_writer_connections):
+        held.inherited = True
+        _inherited.append(held)
 
 
 if hasattr(os, "register_at_fork"):

@@ -9,17 +9,21 @@ writing one file all land.
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import sqlite3
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import IntegrityError
 
 from server.events.outbox import Outbox, record_event
 from server.uploads import write_lock
@@ -262,3 +266,64 @@ def test_several_processes_writing_one_database_all_land(tmp_path: Path) -> None
     expected = {"parent"} | {f"parent-{n}" for n in range(150)}
     expected |= {f"child{c}-{n}" for c in range(3) for n in range(150)}
     assert _names(engine) == expected
+
+
+def _checkouts(engine: Engine) -> list[Any]:
+    """The DBAPI connections ``engine``'s pool hands out, one entry per checkout."""
+    seen: list[Any] = []
+    event.listen(engine, "checkout", lambda dbapi_connection, *_: seen.append(dbapi_connection))
+    return seen
+
+
+def test_writes_reuse_one_connection_and_a_failed_batch_gives_it_back(tmp_path: Path) -> None:
+    engine = _engine(tmp_path / "held.db")
+    checkouts = _checkouts(engine)
+    for name in ("a", "b", "c"):
+        write_lock.write(engine, _insert(name))
+    assert len(checkouts) == 1  # the queue kept its connection between writes
+
+    with pytest.raises(IntegrityError):
+        write_lock.write(engine, _insert("a"))  # the key is taken: the unit fails
+    write_lock.write(engine, _insert("d"))
+    assert len(checkouts) == 2  # the failed batch gave its connection back; a fresh one
+    assert _names(engine) == {"a", "b", "c", "d"}
+
+
+def test_a_disposed_engine_writes_through_its_new_pool(tmp_path: Path) -> None:
+    engine = _engine(tmp_path / "disposed.db")
+    write_lock.write(engine, _insert("before"))
+    engine.dispose()
+    checkouts = _checkouts(engine)
+    write_lock.write(engine, _insert("after"))
+    assert len(checkouts) == 1  # a connection of the new pool, not the one kept before
+    assert _names(engine) == {"before", "after"}
+
+
+def _open_files(path: Path) -> int:
+    """How many of this process's file descriptors are open on ``path``."""
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += fd.readlink() == path
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor)
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_the_writer_connection_goes_with_its_engine(tmp_path: Path) -> None:
+    """Nothing global keeps an app's engine alive for its writes, and collecting it closes
+    the writer connection without SQLAlchemy's warning about a connection left out."""
+    path = tmp_path / "collected.db"
+    engine = _engine(path)
+    engine.dispose()  # only the writer connection below will be open
+    write_lock.write(engine, _insert("one"))
+    assert _open_files(path) == 1
+    gone = weakref.ref(engine)
+    del engine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gc.collect()
+    assert gone() is None
+    assert _open_files(path) == 0
