@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -78,6 +79,10 @@ class ObjectFacts:
     content_type: str
 
 
+#: How long ``ServerBucket`` hands out its Bucket before asking the credential cache again.
+RECHECK_SECONDS = 1.0
+
+
 class ServerBucket:
     """The server's own oss2 Bucket, reused while its cached credentials last.
 
@@ -103,13 +108,24 @@ class ServerBucket:
         self._proxies = requests.utils.get_environ_proxies(self.endpoint) or None
         self._lock = threading.Lock()
         self._current: tuple[str, oss2.Bucket] | None = None
+        #: Until when (monotonic) ``_current`` is handed out without asking the cache.
+        self._recheck_at = 0.0
 
     def bucket(self) -> oss2.Bucket:
-        """An oss2 Bucket on the server's current credentials (raises StsError)."""
+        """An oss2 Bucket on the server's current credentials (raises StsError).
+
+        The credential cache is asked at most once every ``RECHECK_SECONDS`` (every callback
+        HEADs through here, and the cache refreshes credentials minutes before they expire,
+        so a second's reuse never hands out expired ones).
+        """
+        current = self._current
+        if current is not None and time.monotonic() < self._recheck_at:
+            return current[1]
         credentials = self.cache.get(
             cache_key=self._cache_key, session_name=READER_SESSION_NAME, policy=self.policy
         ).credentials
         with self._lock:
+            self._recheck_at = time.monotonic() + RECHECK_SECONDS
             if self._current is not None and self._current[0] == credentials.access_key_id:
                 return self._current[1]
             auth = oss2.StsAuth(

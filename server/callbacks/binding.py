@@ -21,6 +21,7 @@ destination"), and the credentials that make uploads possible expire on their ow
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
@@ -46,9 +47,12 @@ class Binding:
     destination: str
 
 
+@functools.lru_cache(maxsize=4096)
 def _tag(key: bytes, bucket: str, binding: Binding) -> str:
+    """The binding's tag. Kept for the users of the moment: every callback of an upload
+    session, and every token answer, asks for the same one again."""
     message = "\n".join(("v1", bucket, binding.destination, binding.user)).encode()
-    digest = hmac.new(key, message, hashlib.sha256).digest()[:_TAG_BYTES]
+    digest = hmac.digest(key, message, hashlib.sha256)[:_TAG_BYTES]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 

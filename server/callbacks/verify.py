@@ -280,8 +280,7 @@ def _read_body(request: Request, max_bytes: int) -> bytes:
         raise BodyTooLarge(f"the callback body is larger than {max_bytes} bytes")
     try:
         if length is not None:
-            # Werkzeug limits the stream to Content-Length, so this read is bounded.
-            return request.get_data(cache=True)
+            return _read_exactly(request.environ["wsgi.input"], length)
         # No Content-Length: read at most one byte past the limit (Werkzeug returns an empty
         # stream unless the server terminates the input itself).
         stream = request.stream
@@ -299,6 +298,27 @@ def _read_body(request: Request, max_bytes: int) -> bytes:
         raise BodyTooLarge("the callback body is larger than the app allows") from None
     except ClientDisconnected:
         raise MalformedBody("the callback body ended before its Content-Length") from None
+
+
+def _read_exactly(stream: Any, length: int) -> bytes:
+    """``length`` bytes (already known to be within the limit) from the server's input.
+
+    Straight from ``wsgi.input``: Werkzeug's stream wrapper and body cache cost about a tenth
+    of a callback's verification, for a read whose length is known and bounded. Only this
+    module reads a callback's body.
+    """
+    chunks: list[bytes] = []
+    remaining = length
+    try:
+        while remaining > 0:
+            chunk = stream.read(remaining)
+            if not chunk:
+                raise MalformedBody("the callback body ended before its Content-Length")
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    except OSError:
+        raise MalformedBody("the callback body could not be read to its end") from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _environ_bytes(environ: dict[str, Any], name: str) -> bytes:

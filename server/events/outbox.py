@@ -93,6 +93,9 @@ def iso(moment: datetime) -> str:
 
 def record_data(record: UploadRecord) -> dict:
     """The record as an event's ``data`` holds it (every field, ``null`` where none)."""
+    created = iso(record.created_at)
+    # A new record was created when it was last updated: one formatting for both.
+    updated = created if record.updated_at == record.created_at else iso(record.updated_at)
     return {
         "recordId": record.id,
         "key": record.key,
@@ -107,8 +110,8 @@ def record_data(record: UploadRecord) -> dict:
         "message": record.message,
         "source": record.source,
         "custom": record.custom,
-        "createdAt": iso(record.created_at),
-        "updatedAt": iso(record.updated_at),
+        "createdAt": created,
+        "updatedAt": updated,
     }
 
 

@@ -135,9 +135,10 @@ def _iso(moment: datetime) -> str:
     return _aware(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _to_record(row: Upload | Row | Any) -> UploadRecord:
+def _to_record(row: Upload | Row | Any, custom: dict[str, str] | None = None) -> UploadRecord:
     """From an ORM ``Upload``, a Core row of the ``uploads`` table or a ``Prepared`` one
-    (same attribute names)."""
+    (same attribute names). ``custom``: the row's custom data, when the caller has it
+    decoded already (it just wrote it)."""
     return UploadRecord(
         id=row.id,
         bucket=row.bucket,
@@ -148,7 +149,7 @@ def _to_record(row: Upload | Row | Any) -> UploadRecord:
         owner=row.owner,
         destination=row.destination,
         source=row.source,
-        custom=json.loads(row.custom_json or "{}"),
+        custom=json.loads(row.custom_json or "{}") if custom is None else custom,
         created_at=row.created_at,
         updated_at=row.updated_at,
         status=row.status,
@@ -335,7 +336,9 @@ class UploadRecords:
         rows = self._insert_new.run(connection, values)
         if not rows:
             return None
-        outcome = RecordOutcome(_to_record(rows[0]), created=True, changed=True)
+        # The custom data as written (a copy: the record must not share the caller's dict).
+        record_written = _to_record(rows[0], custom=dict(record["custom"]))
+        outcome = RecordOutcome(record_written, created=True, changed=True)
         if on_change is not None:
             on_change(connection, outcome)
         return outcome

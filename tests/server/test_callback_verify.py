@@ -711,6 +711,35 @@ def test_body_without_content_length_is_read_only_up_to_the_limit(signer, verify
     assert stream.delivered <= 1001
 
 
+def test_body_shorter_than_its_content_length_is_refused(signer, verify) -> None:
+    """The sender stopped before its declared length: a 400, never a verdict on part of it."""
+    body = callback_json()
+    request = build_request("/oss/callback", body, signature=sign(signer, "/oss/callback", body))
+    request.environ["CONTENT_LENGTH"] = str(len(body) + 10)
+    with pytest.raises(MalformedBody, match="ended before its Content-Length") as info:
+        verify(request)
+    assert info.value.status == 400
+
+
+def test_body_arriving_in_pieces_is_read_whole(signer, verify) -> None:
+    body = callback_json()
+    request = build_request("/oss/callback", body, signature=sign(signer, "/oss/callback", body))
+    stream = request.environ["wsgi.input"]
+    request.environ["wsgi.input"] = _Trickle(stream.read())
+    assert verify(request).raw_body == body
+
+
+class _Trickle:
+    """A server input that hands out at most 7 bytes a read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def read(self, size: int = -1) -> bytes:
+        piece, self._data = self._data[:7], self._data[7:]
+        return piece
+
+
 def test_body_size_limit_boundary(signer, verify) -> None:
     body = callback_json()
     signature = sign(signer, "/oss/callback", body)
