@@ -140,7 +140,7 @@ def count_callback_response(response: Response) -> Response:
         outcome = "refused" if response.status_code < 500 else "failed"
         error = body.get("error")
         reason = str(error.get("code", "")) if isinstance(error, dict) else ""
-    CALLBACKS.labels(outcome, reason[:64]).inc()
+    _child(CALLBACKS, outcome, reason[:64]).inc()
     return response
 
 
@@ -154,7 +154,22 @@ VERDICTS = Counter(
 
 
 def count_verdict(status: str, reason: str | None, source: str) -> None:
-    VERDICTS.labels(status, reason or "", source).inc()
+    _child(VERDICTS, status, reason or "", source).inc()
+
+
+#: Children of labelled counters counted on every callback, by (counter, label values).
+_CHILDREN: dict[tuple, Counter] = {}
+
+
+def _child(counter: Counter, *values: str) -> Counter:
+    """``counter.labels(*values)``, kept: ``labels()`` locks and hashes on every call, and a
+    callback counts twice. The values are ossgate's own words (outcomes, reasons, error
+    codes, evidence sources), so the table stays small."""
+    key = (counter, *values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN.setdefault(key, counter.labels(*values))
+    return child
 
 
 # -- the sweep ------------------------------------------------------------------------------

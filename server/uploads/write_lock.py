@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.pool import Pool, PoolProxiedConnection
+from sqlalchemy.pool import PoolProxiedConnection
 
 try:
     import fcntl
@@ -254,15 +254,23 @@ class _WriterConnection:
     engine alive. Only the leader of the engine's queue uses it.
     """
 
-    __slots__ = ("pool", "connection", "inherited", "__weakref__")
+    __slots__ = ("pool", "pooled", "connection", "inherited", "__weakref__")
 
-    def __init__(self, pool: Pool, connection: PoolProxiedConnection) -> None:
-        self.pool = pool  # a disposed engine has a new pool: this connection is then dropped
-        self.connection = connection
+    def __init__(self, engine: Engine, pooled: PoolProxiedConnection) -> None:
+        self.pool = engine.pool  # a disposed engine has a new pool: then this one is dropped
+        self.pooled = pooled
+        #: The SQLAlchemy connection on it, kept too (making one joins the engine's events).
+        self.connection = Connection(engine, connection=pooled)
         self.inherited = False  # the parent's, in a forked child: neither used nor closed
 
     def usable(self, engine: Engine) -> bool:
-        return self.pool is engine.pool and not self.inherited and self.connection.is_valid
+        return (
+            self.pool is engine.pool
+            and not self.inherited
+            and self.pooled.is_valid
+            and not self.connection.closed
+            and not self.connection.in_transaction()
+        )
 
 
 _WRITER_CONNECTION = "_ossgate_writer_connection"
@@ -279,20 +287,20 @@ def _writer_connection(engine: Engine) -> Connection:
     none (or only one of the pool it had before ``dispose``, or one no longer valid)."""
     held: _WriterConnection | None = engine.__dict__.get(_WRITER_CONNECTION)
     if held is not None and held.usable(engine):
-        return Connection(engine, connection=held.connection)
+        return held.connection
     _drop_writer_connection(engine)
     pooled = engine.raw_connection()
     pooled.detach()
-    held = engine.__dict__[_WRITER_CONNECTION] = _WriterConnection(engine.pool, pooled)
+    held = engine.__dict__[_WRITER_CONNECTION] = _WriterConnection(engine, pooled)
     _writer_connections.add(held)
-    return Connection(engine, connection=pooled)
+    return held.connection
 
 
 def _drop_writer_connection(engine: Engine) -> None:
     """Close ``engine``'s writer connection, if it has one (the next write takes another)."""
     held: _WriterConnection | None = engine.__dict__.pop(_WRITER_CONNECTION, None)
     if held is not None and not held.inherited:
-        held.connection.close()
+        held.pooled.close()
 
 
 def _queue(engine: Engine) -> _WriteQueue | None:
