@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -169,14 +171,42 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=2000")
-            cursor.close()
+            sqlite_pragmas(dbapi_connection)
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+#: How long a new SQLite connection keeps trying to put a database that another process is
+#: putting into WAL mode at the same moment into WAL mode (the busy timeout).
+WAL_SWITCH_SECONDS = 2.0
+
+
+def sqlite_pragmas(dbapi_connection: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
+    """WAL, ``synchronous=NORMAL`` and the busy timeout on a new SQLite connection.
+
+    Two processes opening a new database at once (gunicorn's workers starting on a fresh
+    file) both switch it to WAL; each holds a read lock and wants the exclusive one, and
+    SQLite refuses one of them at once with "database is locked" (it does not wait in the
+    busy handler, which could never end such a deadlock). That worker then failed to boot
+    and gunicorn stopped. The other switch ends in milliseconds, so the refused one tries
+    again (and finds the database in WAL mode), within the busy timeout.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        deadline = clock() + WAL_SWITCH_SECONDS
+        while True:
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or clock() >= deadline:
+                    raise
+                time.sleep(0.01)
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=2000")
+    finally:
+        cursor.close()
 
 
 def default_database_url(instance_path: str) -> str:

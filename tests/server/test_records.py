@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -187,3 +188,55 @@ def test_prepared_statements_read_and_write_what_core_does(records: UploadRecord
     with pytest.raises(IntegrityError), records.engine.begin() as connection:
         duplicate.run(connection, row)
     assert records.count() == 1
+
+
+class _SwitchingCursor:
+    """A cursor on a database another process is switching to WAL: the first ``refusals``
+    WAL switches are refused as SQLite refuses them then."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.statements: list[str] = []
+
+    def execute(self, sql: str) -> None:
+        self.statements.append(sql)
+        if sql == "PRAGMA journal_mode=WAL" and self.refusals > 0:
+            self.refusals -= 1
+            raise sqlite3.OperationalError("database is locked")
+
+    def close(self) -> None:
+        pass
+
+
+class _Connection:
+    def __init__(self, cursor: _SwitchingCursor) -> None:
+        self._cursor = cursor
+
+    def cursor(self) -> _SwitchingCursor:
+        return self._cursor
+
+
+def test_a_connection_refused_while_another_switches_to_wal_tries_again() -> None:
+    """Two gunicorn workers opening a new database at once: SQLite refuses one WAL switch
+    at once ("database is locked", no busy wait); that worker must not fail to boot."""
+    from server.uploads.records import sqlite_pragmas
+
+    cursor = _SwitchingCursor(refusals=3)
+    sqlite_pragmas(_Connection(cursor))
+    assert cursor.statements.count("PRAGMA journal_mode=WAL") == 4
+    assert cursor.statements[-2:] == ["PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=2000"]
+
+
+def test_a_database_that_stays_locked_is_an_error_after_the_busy_timeout() -> None:
+    from server.uploads.records import WAL_SWITCH_SECONDS, sqlite_pragmas
+
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += WAL_SWITCH_SECONDS / 4  # each look at the clock: a quarter of the wait
+        return now[0]
+
+    cursor = _SwitchingCursor(refusals=1_000)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        sqlite_pragmas(_Connection(cursor), clock=clock)
+    assert 1 < cursor.statements.count("PRAGMA journal_mode=WAL") < 10
