@@ -12,9 +12,17 @@ everything the answer is made of:
 
 The rest of the answer (endpoint, region, bucket, callback, limits) is fixed per app and
 destination; the cache is per app (``app.extensions``), so two apps in one process never share
-answers. Bounded (least recently used evicted first), thread-safe. An entry holds credentials
-that the credential cache holds anyway; it is never served past its credentials' lifetime
-because the credential cache stops handing those credentials out first.
+answers.
+
+A warm request need not even look its credentials up: ``warm`` finds the answer by (shape,
+destination, user) alone while the credentials in it are ones the credential cache would
+still hand out (until their ``fresh_until``), so it skips the credential cache and the grant.
+Only answers with credentials fresh from the cache are remembered so (not stale ones served
+while STS is down: those requests go through the cache, which asks STS again).
+
+Bounded (least recently used evicted first), thread-safe. An entry holds credentials the
+credential cache handed out; it is never served past the point where that cache would stop
+handing them out (their refresh margin before expiry).
 """
 
 from __future__ import annotations
@@ -39,7 +47,30 @@ class AnswerCache:
     def __init__(self, max_entries: int = MAX_ANSWERS) -> None:
         self._max = max_entries
         self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
+        #: (shape, destination, user key) -> (answer, until when its credentials are fresh).
+        self._warm: OrderedDict[Hashable, tuple[bytes, float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def warm(self, shape: str, destination: str, user: str, now: float) -> bytes | None:
+        """The user's answer for ``destination`` if its credentials are still fresh at
+        ``now`` (the credential cache's clock), else None."""
+        key = (shape, destination, user)
+        entry = self._warm.get(key)  # unlocked, as in ``answer``
+        if entry is None or now >= entry[1]:
+            return None
+        with contextlib.suppress(KeyError):
+            self._warm.move_to_end(key)
+        return entry[0]
+
+    def remember_warm(
+        self, shape: str, destination: str, user: str, body: bytes, fresh_until: float
+    ) -> None:
+        """Keep ``body`` as the user's answer for ``destination`` until ``fresh_until``."""
+        with self._lock:
+            self._warm[(shape, destination, user)] = (body, fresh_until)
+            self._warm.move_to_end((shape, destination, user))
+            if len(self._warm) > self._max:
+                self._warm.popitem(last=False)
 
     @staticmethod
     def key(shape: str, grant: UploadGrant) -> tuple:

@@ -156,6 +156,14 @@ class CredentialCache:
         with self._lock:
             return {**self._stats, "entries": len(self._entries)}
 
+    def now(self) -> float:
+        """The cache's clock (seconds, comparable with ``fresh_until``)."""
+        return self._clock()
+
+    def fresh_until(self, credentials: StsCredentials) -> float:
+        """When the cache stops handing out ``credentials`` and asks STS for new ones."""
+        return self._refresh_at(credentials)
+
     # -- internals ---------------------------------------------------------------------------
 
     def _refresh_at(self, credentials: StsCredentials) -> float:

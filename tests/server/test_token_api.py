@@ -22,7 +22,10 @@ from server import create_app
 from server.config import ConfigError
 from server.credentials.answers import AnswerCache
 from server.credentials.grants import UploadGrant
+from server.credentials.sts_client import StsCredentials as StsCredentialsOfServer
 from server.emulator.runner import Emulator
+from server.services import EXTENSION_KEY as SERVICES_KEY
+from server.services import Services
 from tests.server.tokens import bearer, jwt_for
 from tests.support import AppConfig, StsCredentials, root_bucket, sts_bucket
 
@@ -35,6 +38,10 @@ def app(emulator: Emulator, app_config: AppConfig) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+def services_of(app: Flask) -> Services:
+    return app.extensions[SERVICES_KEY]
 
 
 def _credentials(body: dict) -> StsCredentials:
@@ -199,6 +206,41 @@ def test_a_warm_answer_is_the_same_bytes_and_never_another_users(client: FlaskCl
         "Expiration",
     }
     assert mobile.get_json()["AccessKeyId"] == alice.get_json()["accessKeyId"]
+
+
+def test_a_warm_answer_skips_the_credential_cache_until_its_refresh_point(
+    app: Flask, client: FlaskClient, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm request is answered from the answer cache without looking its credentials up;
+    once the credential cache would refresh them, the request goes through it again and
+    gets new ones."""
+    cache = services_of(app).credentials
+    first = client.post("/api/sts-token", headers=bearer(jwt_for("warm-user")))
+    real_get = cache.get
+
+    def no_lookup(**_kwargs: object) -> object:
+        raise AssertionError("a warm request looked its credentials up")
+
+    monkeypatch.setattr(cache, "get", no_lookup)
+    warm = client.post("/api/sts-token", headers=bearer(jwt_for("warm-user")))
+    assert warm.status_code == 200 and warm.data == first.data
+
+    monkeypatch.setattr(cache, "get", real_get)
+    fresh_until = cache.fresh_until(_credentials_of(first.get_json()))
+    monkeypatch.setattr(cache, "_clock", lambda: fresh_until + 1)  # past the refresh point
+    before = emulator.faults.snapshot()["assume_role_calls"]
+    refreshed = _token(client, "warm-user")
+    assert emulator.faults.snapshot()["assume_role_calls"] == before + 1
+    assert refreshed["accessKeyId"] != first.get_json()["accessKeyId"]
+
+
+def _credentials_of(body: dict) -> StsCredentialsOfServer:
+    return StsCredentialsOfServer(
+        access_key_id=body["accessKeyId"],
+        access_key_secret=body["accessKeySecret"],
+        security_token=body["stsToken"],
+        expiration=datetime.fromisoformat(body["expiration"].replace("Z", "+00:00")),
+    )
 
 
 def test_the_answer_cache_encodes_again_for_new_credentials() -> None:
