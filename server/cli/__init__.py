@@ -54,7 +54,8 @@ def _app_for_cli() -> Flask:
     names = _command_names()
     serving = not (len(names) > 1 and names[1] in NON_SERVING_COMMANDS)
     try:
-        return create_app(serving=serving)
+        # Commands run briefly (or, run in a test, inside the tests' process): no settling.
+        return create_app(serving=serving, settle=False)
     except ConfigError as exc:
         raise _NoConfiguration(f"configuration: {exc}") from None
 
