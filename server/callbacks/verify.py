@@ -318,7 +318,7 @@ def _read_exactly(stream: Any, length: int) -> bytes:
             remaining -= len(chunk)
     except OSError:
         raise MalformedBody("the callback body could not be read to its end") from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join(chunks)
 
 
 def _environ_bytes(environ: dict[str, Any], name: str) -> bytes:

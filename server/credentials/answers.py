@@ -66,11 +66,7 @@ class AnswerCache:
         self, shape: str, destination: str, user: str, body: bytes, fresh_until: float
     ) -> None:
         """Keep ``body`` as the user's answer for ``destination`` until ``fresh_until``."""
-        with self._lock:
-            self._warm[(shape, destination, user)] = (body, fresh_until)
-            self._warm.move_to_end((shape, destination, user))
-            if len(self._warm) > self._max:
-                self._warm.popitem(last=False)
+        self._keep(self._warm, (shape, destination, user), (body, fresh_until))
 
     @staticmethod
     def key(shape: str, grant: UploadGrant) -> tuple:
@@ -95,11 +91,17 @@ class AnswerCache:
                 self._entries.move_to_end(key)
             return body
         body = encode()
-        with self._lock:
-            self._entries[key] = body
-            if len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+        self._keep(self._entries, key, body)
         return body
+
+    def _keep(self, table: OrderedDict, key: Hashable, value: object) -> None:
+        """Store ``value`` as the most recently used entry of ``table``, evicting the least
+        recently used past the bound."""
+        with self._lock:
+            table[key] = value
+            table.move_to_end(key)
+            if len(table) > self._max:
+                table.popitem(last=False)
 
     def __len__(self) -> int:
         with self._lock:

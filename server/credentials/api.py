@@ -109,8 +109,8 @@ def sts_token():
         name = body.get("destination") if isinstance(body, dict) else None
     destination = choose_destination(app_services.destinations, name, caller.claims)
     answers = answer_cache(app)
-    credentials = app_services.credentials
-    body = answers.warm(shape, destination.name, user.key, credentials.now())
+    credential_cache = app_services.credentials
+    body = answers.warm(shape, destination.name, user.key, credential_cache.now())
     if body is not None:
         metrics.CACHE_HIT.inc()  # served from cached credentials, as the cache counts them
         return app.response_class(body, headers=Headers(_ANSWER_HEADERS))
@@ -124,6 +124,6 @@ def sts_token():
     # The same bytes until the credentials change (server.credentials.answers).
     body = answers.answer(shape, grant, encode)
     if not grant.stale:
-        fresh_until = credentials.fresh_until(grant.credentials)
+        fresh_until = credential_cache.fresh_until(grant.credentials)
         answers.remember_warm(shape, destination.name, user.key, body, fresh_until)
     return app.response_class(body, headers=Headers(_ANSWER_HEADERS))

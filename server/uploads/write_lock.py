@@ -13,19 +13,18 @@ So ossgate's own writers to one SQLite database do not race for the lock:
 - **Group commit in each process.** A writer hands its unit of work (a function of a
   connection) to the database's queue. If no writer of its process is writing, it becomes
   the leader: it runs every unit queued so far in one transaction, commits once, and hands
-  each writer its own result; the others wait on an event, not a lock poll. A leader runs
-  one batch beyond its own unit and then passes the lead on, so no request waits long for
-  another's work. A unit that raises rolls back the batch, and each unit of it then runs
-  again in a transaction of its own, so one failure is only its own writer's.
+  each writer its own result; the others wait on a lock of their own, not a lock poll. A
+  leader runs one batch beyond its own unit and then passes the lead on, so no request
+  waits long for another's work. A unit that raises rolls back the batch, and each unit of
+  it then runs again in a transaction of its own, so one failure is only its own writer's.
 - **One process at a time.** The leader holds an advisory ``flock`` on
   ``<database>-writer.lock`` while it writes, shared by every ossgate process on the host
   (gunicorn's workers, ``ossgate worker``, the CLI); the kernel wakes the next one at once.
-
-- **One connection for the writes.** A queue keeps the pool connection its leaders write
-  through, instead of checking one out of the pool and back in for every batch (that cost
-  about a tenth of a callback's own CPU). Only the leader of the moment uses it; a batch that
-  fails gives it back to the pool (a fresh one is taken next time), and it goes back when
-  the engine is garbage-collected or disposed (at the next write).
+- **One connection for the writes.** Each engine keeps the connection its leaders write
+  through (``_WriterConnection``), detached from the pool, instead of checking one out and
+  back in for every batch (that cost about a tenth of a callback's own CPU). A batch that
+  fails closes it (a fresh one is taken next time); after ``dispose`` the next write takes
+  one from the new pool; it is closed with its engine.
 
 SQLite's own locking is unchanged, so a writer that does not queue here (another program,
 ``sqlite3`` on the command line) is still safe: it meets the busy timeout as before.
