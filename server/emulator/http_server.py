@@ -128,6 +128,17 @@ class _Server(wsgi.Server):
         finally:
             self._growing.release()
 
+    def stop(self) -> None:
+        """Stop once no growth is under way, and start none meanwhile.
+
+        cheroot's stop queues one shutdown request per worker it knows of, and workers being
+        grown are not known until all of them are ready: a new worker could take an old one's
+        request and exit before ``ThreadPool.grow`` saw it ready, so ``grow`` waited for it
+        forever and ``stop`` for the old worker (a test run hung on it).
+        """
+        with self._growing:
+            super().stop()
+
 
 class HTTPServer:
     """One service on ``host:port`` (0 picks a free port), served from a background thread."""

@@ -188,3 +188,21 @@ def test_the_worker_pool_grows_when_every_worker_is_busy() -> None:
     finally:
         server.stop()
     assert statuses == [200] * waiting
+
+
+def test_stop_waits_for_a_growth_under_way() -> None:
+    """A worker pool growing while the server stops: stop waits until the growth is done,
+    so every worker, the new ones included, gets its shutdown request."""
+    server = HTTPServer("127.0.0.1", 0, lambda environ, start_response: [])
+    server.start()
+    growing = server._server._growing
+    assert growing.acquire(timeout=5)  # a growth under way, as process_conn starts one
+    stopped = threading.Event()
+    stopper = threading.Thread(target=lambda: (server.stop(), stopped.set()))
+    stopper.start()
+    try:
+        assert not stopped.wait(0.5)  # not while the pool is still growing
+    finally:
+        growing.release()
+    assert stopped.wait(10)
+    stopper.join(10)
